@@ -65,6 +65,7 @@ SPECS: dict[str, Spec] = {
     "camera_height": Spec(int, 480, "Height of the frames the detector sees.", 120, 4096),
     # --- recognition engine
     "models_dir": Spec(str, str(REPO_ROOT / "models"), "Folder with the model files and SHA256SUMS."),
+    "cache_dir": Spec(str, str(REPO_ROOT / ".cache"), "Download cache for registry packages (models, face data)."),
     "detector": Spec(str, "full", "BlazeFace model: full (faces 1-4 m away) or short (< 2 m).",
                      choices=("full", "short")),
     "detect_threshold": Spec(float, 0.5, "Minimum detector score.", 0.05, 0.99),
@@ -117,6 +118,7 @@ class Settings:
     camera_width: int
     camera_height: int
     models_dir: str
+    cache_dir: str
     detector: str
     detect_threshold: float
     detect_roi: str
