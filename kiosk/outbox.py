@@ -1,0 +1,386 @@
+"""The outbox: every attendance mark goes to the university API through here, and none is lost.
+
+- Coalesced per (classId, userId): the newest mark wins. Every mark gets a sequence number, so a
+  delivery of an older mark that fails (or succeeds) while a newer one was queued never replaces it.
+- One worker thread delivers with the tokens of the mark's teacher: ``client_for(teacher)`` returns
+  that teacher's client, or None while they are not logged in (their marks wait).
+- Failures, as design.md says: connection errors, timeouts, 5xx and 429 (the client already honoured
+  a short ``Retry-After``) are retried with exponential backoff and jitter, capped at ``backoff_cap``
+  seconds; a 401 is refreshed inside the client and reaches us as :class:`LoginRequired` only when the
+  teacher must log in again: their marks wait for :meth:`Outbox.teacher_logged_in`; any other refusal
+  goes to the dead-letter list (shown on the page, never retried unless the teacher asks).
+- :meth:`Outbox.stop` flushes for at most ``flush_timeout`` seconds and writes what remains to
+  ``<spool_dir>/outbox-spool.json`` (userId, classId, confidence, teacher, created: no secrets), the only
+  file the kiosk writes. :meth:`Outbox.load_spool` reads it back at start; a spooled mark is delivered
+  when its teacher logs in, then removed from the file (the file goes when it is empty).
+
+Example::
+
+    outbox = Outbox(settings.state_dir, client_for=kiosk.client_for, events=bus)
+    outbox.load_spool()
+    outbox.start()
+    outbox.submit(Mark(46703, "00019880", 87, "teacher", time.time()))
+    ...
+    outbox.stop()        # at most 5 s of flushing, then the spool
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import random
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+from kiosk import spool
+from kiosk.errors import KioskError, LoginRequired, MalformedResponse, SpoolError, UpstreamRejected
+from kiosk.events import EventBus
+from kiosk.spool import Mark
+
+__all__ = ["DeadLetter", "Mark", "Outbox"]
+
+log = logging.getLogger(__name__)
+RETRYABLE_STATUSES = frozenset({408, 425, 429})  # refusals that mean "later", should a client pass them on
+ABSENT_RECHECK_S = 5.0  # how often client_for() is asked again for a teacher who is not logged in
+LOGIN_RECHECK_S = 30.0  # ... and for a teacher whose tokens were refused (teacher_logged_in() is quicker)
+STOP_JOIN_S = 1.0  # how long stop() waits for a delivery in flight after flushing
+
+
+def backoff_delay(failures: int, base: float, cap: float, rng: random.Random) -> float:
+    """Seconds to wait after ``failures`` (>= 1) failures in a row: ``base * 2**(failures-1)`` capped at
+    ``cap``, of which a random half is jitter (so many kiosks do not retry in step)."""
+    ceiling = min(cap, base * 2 ** min(failures - 1, 30))
+    return ceiling / 2 + rng.uniform(0, ceiling / 2)
+
+
+class AttendanceClient(Protocol):
+    """What the outbox needs of :class:`kiosk.wiut.client.WiutClient`."""
+
+    def set_attendance(self, class_id: int, user_id: str, confidence: int) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True, repr=False)
+class DeadLetter:
+    """A mark the API refused (``status`` is the HTTP status, None when refused before sending)."""
+
+    mark: Mark
+    status: int | None
+    reason: str
+    at: float  # wall-clock seconds since the epoch
+
+    def to_json(self) -> dict[str, Any]:
+        return {**spool.mark_to_json(self.mark), "status": self.status, "reason": self.reason, "at": self.at}
+
+
+@dataclasses.dataclass
+class _Entry:
+    mark: Mark
+    seq: int
+    spooled: bool = False  # the mark came from (and is still in) the spool file
+
+
+class Outbox:
+    """Delivery of marks with retry, coalescing and a spool; thread-safe; a context manager (start/stop).
+
+    ``clock`` (monotonic seconds) schedules retries; ``wall`` (epoch seconds) dates dead letters;
+    ``rng`` draws the jitter. Flush and stop timeouts are real seconds of waiting.
+    """
+
+    def __init__(self, spool_dir: str | Path, *, client_for: Callable[[str], AttendanceClient | None] | None = None,
+                 clock: Callable[[], float] = time.monotonic, wall: Callable[[], float] = time.time,
+                 rng: random.Random | None = None, events: EventBus | None = None,
+                 backoff_base: float = 1.0, backoff_cap: float = 60.0):
+        self.spool_path = Path(spool_dir) / spool.SPOOL_NAME
+        self._client_for = client_for
+        self._clock, self._wall = clock, wall
+        self._rng = rng or random.Random()
+        self._events = events
+        self._base, self._cap = backoff_base, backoff_cap
+        self._cond = threading.Condition()
+        self._entries: dict[tuple[int, str], _Entry] = {}
+        self._dead: dict[tuple[int, str], DeadLetter] = {}
+        self._seq = 0
+        self._failures = 0  # consecutive "upstream unavailable" failures
+        self._gate_until = 0.0  # no delivery before this (clock) while the upstream is down
+        self._blocked: dict[str, float] = {}  # teacher -> clock time to ask client_for() again
+        self._login_needed: set[str] = set()
+        self._last_error: str | None = None
+        self._spool_loaded = False
+        self._thread: threading.Thread | None = None
+        self._stopping = False
+        self._busy = False  # a delivery is in flight
+
+    # --- what the rest of the kiosk calls -----------------------------------------------------
+    def submit(self, mark: Mark) -> int:
+        """Queue ``mark``, replacing a queued mark of the same (classId, userId); returns its sequence number."""
+        with self._cond:
+            self._seq += 1
+            old = self._entries.pop(mark.key, None)
+            # a key still in the spool file stays marked, so the file is rewritten once it is settled
+            self._entries[mark.key] = _Entry(mark, self._seq, spooled=bool(old and old.spooled))
+            self._dead.pop(mark.key, None)
+            self._cond.notify_all()
+        self._publish()
+        return self._seq
+
+    def pending(self) -> list[Mark]:
+        """Marks not yet delivered (including one in flight), oldest first."""
+        with self._cond:
+            return [e.mark for e in self._entries.values()]
+
+    def pending_for(self, class_id: int, user_id: str) -> Mark | None:
+        """The undelivered mark of one student in one class, or None."""
+        with self._cond:
+            entry = self._entries.get((class_id, user_id))
+            return entry.mark if entry else None
+
+    def dead_letters(self) -> list[DeadLetter]:
+        """Marks the API refused, oldest first; they stay until a newer mark or :meth:`retry_dead_letter`."""
+        with self._cond:
+            return list(self._dead.values())
+
+    def retry_dead_letter(self, class_id: int, user_id: str) -> bool:
+        """Queue a refused mark again (the teacher asked to); False when there is no such dead letter."""
+        with self._cond:
+            letter = self._dead.pop((class_id, user_id), None)
+        if letter is not None:
+            self.submit(letter.mark)
+        return letter is not None
+
+    def teacher_logged_in(self, teacher: str) -> None:
+        """Tell the worker that ``teacher`` has tokens again: their waiting marks are tried at once."""
+        with self._cond:
+            self._blocked.pop(teacher, None)
+            self._login_needed.discard(teacher)
+            self._cond.notify_all()
+        self._publish()
+
+    def wake(self) -> None:
+        """Make the worker look at the queue now (after an injected clock moved on)."""
+        with self._cond:
+            self._cond.notify_all()
+
+    @property
+    def healthy(self) -> bool:
+        """False while the API is failing or a teacher with waiting marks must log in again."""
+        with self._cond:
+            return self._healthy()
+
+    def _healthy(self) -> bool:
+        waiting = {e.mark.teacher for e in self._entries.values()}
+        return self._failures == 0 and not (self._login_needed & waiting)
+
+    def status(self) -> dict[str, Any]:
+        """The outbox as the page shows it (also the payload of the ``outbox`` event)."""
+        with self._cond:
+            return {"pending": len(self._entries), "healthy": self._healthy(),
+                    "upstreamDown": self._failures > 0, "loginRequired": sorted(self._login_needed),
+                    "retryIn": round(max(0.0, self._gate_until - self._clock()), 1) if self._failures else None,
+                    "lastError": self._last_error, "deadLetters": [d.to_json() for d in self._dead.values()]}
+
+    # --- lifecycle --------------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the delivery thread (once)."""
+        with self._cond:
+            if self._thread is not None:
+                return
+            self._thread = threading.Thread(target=self._run, name="outbox", daemon=True)
+        self._thread.start()
+
+    def flush(self, timeout: float, teacher: str | None = None) -> bool:
+        """Try every waiting mark now and wait up to ``timeout`` seconds for the deliverable ones.
+
+        Marks of teachers who are not logged in are not waited for. ``teacher`` limits the wait to one
+        teacher's marks. True when nothing deliverable is left; False on timeout or with no worker.
+        """
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            self._gate_until = 0.0
+            self._blocked.clear()
+            self._cond.notify_all()
+            while self._outstanding(teacher):
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._thread is None or self._stopping:
+                    return False
+                self._cond.wait(min(remaining, 0.1))
+            return True
+
+    def stop(self, flush_timeout: float = 5.0) -> int:
+        """Flush for at most ``flush_timeout`` s, stop the worker and spool what remains; returns marks spooled.
+
+        Idempotent. Raises :class:`~kiosk.errors.SpoolError` when the spool cannot be written.
+        """
+        if self._thread is not None and not self._stopping:
+            self.flush(flush_timeout)
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+            thread = self._thread
+        if thread is not None:
+            thread.join(STOP_JOIN_S)
+        with self._cond:
+            marks = [e.mark for e in self._entries.values()]
+            if not self._spool_loaded:
+                marks = spool.merge(spool.read(self.spool_path), marks)
+            if marks:
+                spool.write(self.spool_path, marks)
+            elif self._spool_loaded:
+                spool.remove(self.spool_path)
+        if marks:
+            log.info("Outbox: %d undelivered mark(s) kept in the spool.", len(marks))
+        return len(marks)
+
+    close = stop
+
+    def __enter__(self) -> Outbox:
+        self.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def load_spool(self) -> int:
+        """Queue the marks spooled by an earlier run (newer queued marks win); returns how many were loaded."""
+        marks = spool.read(self.spool_path)
+        loaded = 0
+        with self._cond:
+            for mark in marks:
+                if mark.key not in self._entries:
+                    self._seq += 1
+                    self._entries[mark.key] = _Entry(mark, self._seq, spooled=True)
+                    loaded += 1
+            self._spool_loaded = True
+            self._cond.notify_all()
+        if loaded:
+            log.info("Outbox: %d mark(s) from the spool wait for their teacher's login.", loaded)
+            self._publish()
+        return loaded
+
+    # --- the worker ---------------------------------------------------------------------------------
+    def _outstanding(self, teacher: str | None) -> bool:
+        now = self._clock()
+        return self._busy or any(
+            (teacher is None or e.mark.teacher == teacher) and self._blocked.get(e.mark.teacher, now) <= now
+            for e in self._entries.values())
+
+    def _next_job(self) -> tuple[int, Mark] | None:
+        """The next mark to send (and its sequence number), or None after waiting (at most 1 s) for a change."""
+        with self._cond:
+            now = self._clock()
+            if now < self._gate_until:
+                wait = self._gate_until - now
+            else:
+                for entry in self._entries.values():
+                    if self._blocked.get(entry.mark.teacher, now) <= now:
+                        self._busy = True
+                        return entry.seq, entry.mark
+                wait = min((u - now for u in self._blocked.values() if u > now), default=1.0)
+            if not self._stopping:
+                self._cond.wait(min(max(wait, 0.01), 1.0))
+            return None
+
+    def _run(self) -> None:
+        while not self._stopping:
+            job = self._next_job()
+            if job is not None:
+                try:
+                    self._deliver(*job)
+                finally:
+                    with self._cond:
+                        self._busy = False
+                        self._cond.notify_all()
+                self._publish()
+
+    def _deliver(self, seq: int, mark: Mark) -> None:
+        try:
+            client = self._client_for(mark.teacher) if self._client_for else None
+        except Exception as exc:  # the owner's callback failed: treat the teacher as absent, keep the worker alive
+            log.warning("Outbox: client_for failed (%s).", type(exc).__name__)
+            client = None
+        if client is None:
+            self._block(mark.teacher, ABSENT_RECHECK_S, login=False)
+            return
+        try:
+            client.set_attendance(mark.class_id, mark.user_id, mark.confidence)
+        except LoginRequired as exc:
+            self._block(mark.teacher, LOGIN_RECHECK_S, login=True, error=str(exc))
+        except UpstreamRejected as exc:
+            if exc.status in RETRYABLE_STATUSES:
+                self._retry(exc)
+            elif exc.status == 401:
+                self._block(mark.teacher, LOGIN_RECHECK_S, login=True, error=str(exc))
+            else:
+                self._dead_letter(seq, mark, exc.status, str(exc))
+        except MalformedResponse as exc:  # a 2xx that is not the API's (a captive portal): not delivered
+            self._retry(exc)
+        except ValueError as exc:  # refused before sending (the client checks the values)
+            self._dead_letter(seq, mark, None, str(exc))
+        except Exception as exc:  # UpstreamUnavailable, or any failure: keep the mark and try again later
+            self._retry(exc)
+        else:
+            self._delivered(seq, mark)
+
+    def _block(self, teacher: str, seconds: float, *, login: bool, error: str | None = None) -> None:
+        with self._cond:
+            self._blocked[teacher] = self._clock() + seconds
+            newly = login and teacher not in self._login_needed
+            if login:
+                self._login_needed.add(teacher)
+                self._last_error = error
+        if newly:
+            log.warning("Outbox: a teacher must log in again before their marks can be sent.")
+
+    def _retry(self, exc: Exception) -> None:
+        with self._cond:
+            self._failures += 1
+            delay = backoff_delay(self._failures, self._base, self._cap, self._rng)
+            retry_after = getattr(exc, "retry_after", None)
+            if isinstance(retry_after, int | float):
+                delay = max(delay, min(float(retry_after), 10 * self._cap))
+            self._gate_until = self._clock() + delay
+            # our errors' messages are plain sentences without IDs; anything else is named by its type only
+            self._last_error = str(exc) if isinstance(exc, KioskError) else f"Delivery failed ({type(exc).__name__})."
+            waiting = len(self._entries)
+        log.warning("Outbox: delivery failed (%s); %d mark(s) waiting, next try in %.0f s.",
+                    type(exc).__name__, waiting, delay)
+
+    def _settle(self, seq: int, mark: Mark) -> None:
+        """Drop the entry of ``mark`` unless a newer mark replaced it; keep the spool file in step."""
+        entry = self._entries.get(mark.key)
+        if entry is None or entry.seq != seq:
+            return
+        del self._entries[mark.key]
+        if entry.spooled:
+            rest = [e.mark for e in self._entries.values() if e.spooled]
+            try:
+                if rest:
+                    spool.write(self.spool_path, rest)
+                else:
+                    spool.remove(self.spool_path)
+            except SpoolError as exc:  # the marks are still queued; stop() tries the file again
+                log.warning("Outbox: %s", exc)
+
+    def _delivered(self, seq: int, mark: Mark) -> None:
+        with self._cond:
+            if self._failures:
+                log.info("Outbox: the attendance API accepts marks again.")
+            self._failures, self._gate_until = 0, 0.0
+            self._login_needed.discard(mark.teacher)
+            self._last_error = None
+            self._settle(seq, mark)
+
+    def _dead_letter(self, seq: int, mark: Mark, status: int | None, reason: str) -> None:
+        with self._cond:
+            self._failures, self._gate_until = 0, 0.0
+            entry = self._entries.get(mark.key)
+            if entry is not None and entry.seq == seq:
+                self._dead[mark.key] = DeadLetter(mark, status, reason, self._wall())
+            self._settle(seq, mark)
+        log.warning("Outbox: the attendance API refused a mark (%s); it is listed on the page.", status)
+
+    def _publish(self) -> None:
+        if self._events is not None:
+            self._events.publish("outbox", self.status())
