@@ -1,0 +1,402 @@
+"""``kiosk run``: the kiosk as a service: teacher page, camera pipeline per class, outbox, LED/buzzer.
+
+Start-up builds the parts and injects them into :class:`kiosk.app.Kiosk` (no globals): the event
+bus, the outbox (with the spool of an earlier run), the LED/buzzer, and a pipeline factory the kiosk
+calls when a class starts. The recognition models load lazily (first class or enrolment), and a
+missing or broken camera never stops the service: the page shows why and marks by hand still work.
+
+Serving: waitress with ``settings.web_threads`` threads (plain HTTP; put a TLS proxy in front, see
+docs/raspberry-pi.md), or, when ``tls_cert``/``tls_key`` are set, a small TLS server (one thread per
+connection, at most ``web_threads`` at once).
+
+systemd (``Type=notify``): ``READY=1`` once the page listens; ``WATCHDOG=1`` only while the kiosk is
+healthy: idle (no class), or a class whose camera loop ticked in the last :data:`STALL_SECONDS`. A hung
+camera loop stops the pings, and systemd restarts the service. SIGTERM/SIGINT stop it: the class ends,
+the outbox flushes for at most 5 s, what is left goes to the spool.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import email.utils
+import signal
+import ssl
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
+
+from kiosk.errors import ConfigError, FeedbackError
+from kiosk.sdnotify import Notifier, watchdog_interval
+
+STALL_SECONDS = 20.0  # a running class's camera loop silent this long is hung (it ticks every <= 0.5 s)
+IDLE_PING_SECONDS = 5.0  # how often the main loop wakes when systemd wants no watchdog pings
+CLOCK_SKEW_WARN_SECONDS = 120.0
+OUTBOX_FLUSH_SECONDS = 5.0
+TLS_SOCKET_TIMEOUT = 30.0  # seconds a TLS connection may stall on one read or write
+Clock = Callable[[], float]
+
+
+# --- health and the systemd watchdog ----------------------------------------------------------------
+def watchdog_ok(tick_age: float | None, stall_seconds: float = STALL_SECONDS) -> bool:
+    """Whether systemd may be told the kiosk is alive.
+
+    ``tick_age`` is the seconds since the camera loop last ticked, None when no class (no camera loop)
+    runs: idle is healthy.
+    """
+    return tick_age is None or tick_age <= stall_seconds
+
+
+class PipelineWatch:
+    """Remembers the pipeline the kiosk made last, to read its ``tick_age()`` for the watchdog."""
+
+    def __init__(self) -> None:
+        self.pipeline: Any = None
+
+    def tick_age(self) -> float | None:
+        """Seconds since the running pipeline's loop ticked; None when none runs."""
+        pipeline = self.pipeline
+        return pipeline.tick_age() if pipeline is not None else None
+
+
+class WatchdogFeeder:
+    """Pings systemd's watchdog on each :meth:`feed` while :func:`watchdog_ok`; prints one line on a change.
+
+    ``tick_age()`` returns what :func:`watchdog_ok` takes.
+    """
+
+    def __init__(self, notifier: Notifier, tick_age: Callable[[], float | None], *,
+                 stall_seconds: float = STALL_SECONDS):
+        self.notifier = notifier
+        self.tick_age = tick_age
+        self.stall_seconds = stall_seconds
+        self.stalled = False
+
+    def feed(self) -> bool:
+        """One check; True when the watchdog was fed."""
+        age = self.tick_age()
+        ok = watchdog_ok(age, self.stall_seconds)
+        if ok:
+            self.notifier.watchdog()
+        if ok == self.stalled:  # the verdict changed
+            self.stalled = not ok
+            print("kiosk: camera loop is ticking again." if ok else
+                  f"kiosk: camera loop stalled for {age:.0f} s; no more watchdog pings, systemd will restart.",
+                  flush=True)
+        return ok
+
+
+# --- clock check -------------------------------------------------------------------------------------
+def clock_skew(date_header: str | None, now: float) -> float | None:
+    """Server time (an HTTP ``Date`` header) minus ``now`` (epoch seconds); None when absent or unreadable."""
+    if not date_header:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(date_header).timestamp() - now
+    except (TypeError, ValueError, IndexError):
+        return None
+
+
+def check_clock(url: str, *, timeout: float, head: Callable[..., Any] | None = None,
+                now: Clock = time.time) -> str | None:
+    """A one-line warning when the API's clock and ours differ by more than 2 minutes, else None.
+
+    ``head(url, timeout=...)`` defaults to ``requests.head``; an unreachable API gives None (the
+    kiosk's client checks again on every answer, and the page shows it).
+    """
+    if head is None:
+        import requests
+
+        head = requests.head
+    try:
+        response = head(url, timeout=timeout, allow_redirects=False)
+    except OSError:
+        return None
+    skew = clock_skew(response.headers.get("Date"), now())
+    if skew is None or abs(skew) <= CLOCK_SKEW_WARN_SECONDS:
+        return None
+    side = "behind" if skew > 0 else "ahead of"
+    return (f"kiosk: warning: this clock is {abs(skew) / 60:.0f} min {side} the API's; "
+            "check time sync (timesyncd/chrony).")
+
+
+# --- signals ----------------------------------------------------------------------------------------
+@contextlib.contextmanager
+def stop_on_signals(stop: threading.Event, signals=(signal.SIGTERM, signal.SIGINT)):
+    """Within the block, the ``signals`` set ``stop`` instead of killing the process (main thread only)."""
+    def handler(signum: int, frame: Any) -> None:
+        # Event.set() takes a lock the interrupted main thread may hold: set it from another thread.
+        threading.Thread(target=stop.set, name="kiosk-signal", daemon=True).start()
+
+    previous = {sig: signal.signal(sig, handler) for sig in signals}
+    try:
+        yield stop
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+# --- the web servers ----------------------------------------------------------------------------------
+class WaitressServer:
+    """The page on waitress: plain HTTP. ``X-Forwarded-For/-Proto`` are trusted from 127.0.0.1 only
+    (a local TLS proxy), so login limits see the real client and cookies know the page is secure."""
+
+    def __init__(self, app: Any, settings: Any):
+        from waitress.server import create_server
+
+        self._server = create_server(
+            app, host=settings.host, port=settings.port, threads=settings.web_threads,
+            trusted_proxy="127.0.0.1", trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"},
+            clear_untrusted_proxy_headers=True, ident="kiosk")
+        self.port = int(self._server.effective_port)
+        self.url = f"http://{settings.host}:{self.port}/"
+        self._listening_closed = False
+
+    def run(self) -> None:
+        """Serve until :meth:`close` (run it in a thread)."""
+        self._server.run()
+
+    def stop_listening(self) -> None:
+        """Accept no new connections; safe to call twice."""
+        if not self._listening_closed:
+            self._listening_closed = True
+            with contextlib.suppress(OSError):
+                self._server.close()
+
+    def close(self) -> None:
+        """Stop listening and let the worker threads end (at most 2 s); safe to call twice."""
+        self.stop_listening()
+        self._server.task_dispatcher.shutdown(timeout=2)
+
+
+class _TLSHandler(WSGIRequestHandler):
+    server_version, sys_version = "kiosk", ""  # the Server header names no versions
+
+    def log_message(self, format: str, *args: Any) -> None:  # no per-request lines (they carry addresses)
+        pass
+
+    def get_environ(self) -> dict[str, Any]:
+        environ = super().get_environ()
+        environ["HTTPS"] = "on"  # wsgiref derives wsgi.url_scheme from it
+        return environ
+
+
+class _TLSWSGIServer(ThreadingMixIn, WSGIServer):
+    """wsgiref with TLS: the handshake happens in the connection's own thread; ``slots`` bounds the threads."""
+
+    daemon_threads = True
+    block_on_close = False
+
+    def __init__(self, address: tuple[str, int], context: ssl.SSLContext, slots: int):
+        super().__init__(address, _TLSHandler)
+        self.context = context
+        self.slots = threading.BoundedSemaphore(slots)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        if not self.slots.acquire(blocking=False):
+            self.shutdown_request(request)  # every thread busy: refuse rather than queue unboundedly
+            return
+        super().process_request(request, client_address)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            request.settimeout(TLS_SOCKET_TIMEOUT)
+            with self.context.wrap_socket(request, server_side=True) as tls:
+                self.finish_request(tls, client_address)
+        except OSError:  # failed handshakes (e.g. a browser refusing the certificate), resets, timeouts
+            pass
+        finally:
+            self.shutdown_request(request)
+            self.slots.release()
+
+
+class TLSServer:
+    """The page over HTTPS with ``settings.tls_cert``/``tls_key`` (PEM); for small deployments.
+
+    Raises :class:`ConfigError` when the certificate or key cannot be loaded.
+    """
+
+    def __init__(self, app: Any, settings: Any):
+        context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+        context.minimum_version = ssl.TLSVersion.TLSv1_2
+        try:
+            context.load_cert_chain(settings.tls_cert, settings.tls_key)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"The TLS certificate or key cannot be loaded ({type(exc).__name__}): "
+                              "check tls_cert and tls_key.") from exc
+        self._server = _TLSWSGIServer((settings.host, settings.port), context, settings.web_threads)
+        self._server.set_app(app)
+        self.port = int(self._server.server_address[1])
+        self.url = f"https://{settings.host}:{self.port}/"
+
+    def run(self) -> None:
+        """Serve until :meth:`close` (run it in a thread)."""
+        self._server.serve_forever(poll_interval=0.2)
+
+    def stop_listening(self) -> None:
+        """Stop serving and close the listening socket (open connections finish); safe to call twice."""
+        if self._server.socket.fileno() != -1:
+            self._server.shutdown()
+            self._server.server_close()
+
+    close = stop_listening
+
+
+def make_server(app: Any, settings: Any) -> WaitressServer | TLSServer:
+    """The page's server, already listening; raises OSError when the port is taken."""
+    return TLSServer(app, settings) if settings.tls_cert else WaitressServer(app, settings)
+
+
+# --- building the kiosk ---------------------------------------------------------------------------
+class Services(contextlib.ExitStack):
+    """Everything ``kiosk run`` builds; closing it stops them in a safe order (class, outbox, pins)."""
+
+    def __init__(self, settings: Any):
+        super().__init__()
+        self.settings = settings
+        self.watch = PipelineWatch()
+        self.kiosk: Any = None
+        self.outbox: Any = None
+
+    def build(self) -> Services:
+        """Make the parts; on a failure, closes what was made and re-raises."""
+        try:
+            self._build(self)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def _build(self, stack: contextlib.ExitStack) -> None:
+        from kiosk.app import Kiosk
+        from kiosk.events import EventBus
+        from kiosk.outbox import Outbox
+
+        settings = self.settings
+        bus = EventBus()
+        stack.callback(bus.close)
+        feedback = _feedback_or_none(settings)
+        if feedback is not None:
+            stack.callback(feedback.close)
+        _make_state_dir(settings.state_dir)
+        self.outbox = Outbox(settings.state_dir, client_for=self._client_for, events=bus)
+        spooled = self.outbox.load_spool()
+        if spooled:
+            print(f"kiosk: {spooled} undelivered mark(s) from the last run wait for their teacher.", flush=True)
+        self.outbox.start()
+        stack.callback(self.outbox.stop, 1.0)  # after the kiosk's own 5 s flush: spool what is left
+        self.kiosk = Kiosk(settings, events=bus, outbox=self.outbox, feedback=feedback,
+                           pipeline_factory=self._make_pipeline, source_factory=self._camera)
+        stack.callback(self.kiosk.close)  # ends the class, flushes the teacher's marks (<= 5 s)
+
+    def _client_for(self, teacher: str) -> Any:
+        return self.kiosk.client_for(teacher) if self.kiosk is not None else None
+
+    def _camera(self) -> Any:
+        from kiosk.camera import open_source
+
+        return open_source(self.settings.camera, self.settings)
+
+    def _make_pipeline(self, *, on_decision: Callable[[Any], str | None]) -> Any:
+        from kiosk.pipeline import Pipeline
+
+        pipeline = Pipeline(self.settings, engine=self.kiosk.engine, source_factory=self._camera,
+                            on_decision=on_decision, events=self.kiosk.events, feedback=self.kiosk.feedback)
+        self.watch.pipeline = pipeline
+        return pipeline
+
+
+def _make_state_dir(path: str) -> None:
+    """Create the spool's folder (owner only); raises :class:`ConfigError` when it cannot be made."""
+    try:
+        Path(path).mkdir(parents=True, exist_ok=True, mode=0o700)
+    except OSError as exc:
+        raise ConfigError(f"The state folder {path} cannot be created ({exc.strerror or exc}): "
+                          "check state_dir.") from exc
+
+
+def _feedback_or_none(settings: Any) -> Any:
+    """The LED/buzzer, or None (with one line saying why) when the pins cannot be used."""
+    from kiosk.feedback import Feedback
+
+    try:
+        return Feedback(settings)
+    except FeedbackError as exc:
+        print(f"kiosk: running without LED and buzzer: {exc}", flush=True)
+        return None
+
+
+# --- `kiosk run` -------------------------------------------------------------------------------------
+def configure_parser(parser: Any) -> None:
+    parser.add_argument("--no-clock-check", action="store_true",
+                        help="do not compare this clock with the API's at start-up")
+
+
+def run_command(args: Any, settings: Any, *, stop: threading.Event | None = None,
+                notifier: Notifier | None = None) -> int:
+    """Serve until SIGTERM/SIGINT (or ``stop`` is set); 0 after a clean stop, 1 when start-up fails."""
+    stop = stop or threading.Event()
+    with contextlib.ExitStack() as stack:
+        if threading.current_thread() is threading.main_thread():
+            stack.enter_context(stop_on_signals(stop))
+        notifier = stack.enter_context(notifier or Notifier())
+        services = stack.enter_context(Services(settings).build())
+        from kiosk.web import create_app
+
+        try:
+            server = make_server(create_app(services.kiosk), settings)
+        except OSError as exc:
+            print(f"kiosk: cannot listen on {settings.host}:{settings.port}: {exc.strerror or exc}.",
+                  file=sys.stderr, flush=True)
+            return 1
+        threading.Thread(target=server.run, name="kiosk-web", daemon=True).start()
+        try:
+            print(f"kiosk: teacher page on {server.url} (camera: {_camera_kind(settings.camera)}).", flush=True)
+            notifier.ready("Teacher page listening")
+            if not getattr(args, "no_clock_check", False):
+                _check_clock_in_background(settings)
+            _serve_until(stop, notifier, WatchdogFeeder(notifier, services.watch.tick_age), services.watch)
+            print("kiosk: stopping; marks not delivered within 5 s go to the spool.", flush=True)
+            notifier.stopping()
+            server.stop_listening()
+            services.close()  # the class ends, the outbox flushes and spools, the pins are released
+        finally:
+            server.close()
+    print("kiosk: stopped.", flush=True)
+    return 0
+
+
+def _serve_until(stop: threading.Event, notifier: Notifier, feeder: WatchdogFeeder, watch: PipelineWatch) -> None:
+    """The main thread's loop: feed the watchdog (at half its period) and the status line until ``stop``."""
+    interval = watchdog_interval() or IDLE_PING_SECONDS
+    while True:
+        feeder.feed()
+        notifier.status(status_line(watch.pipeline))
+        if stop.wait(interval):
+            return
+
+
+def status_line(pipeline: Any) -> str:
+    """One line for ``systemctl status``: idle, or the running camera's state and rate (no names)."""
+    if pipeline is None or not pipeline.running:
+        return "Idle: no class running."
+    stats = pipeline.stats()
+    return f"Class running; camera {stats['camera_state']}, {stats['fps']:.1f} frames/s."
+
+
+def _check_clock_in_background(settings: Any) -> None:
+    def check() -> None:
+        warning = check_clock(settings.api_url, timeout=settings.api_timeout)
+        if warning:
+            print(warning, flush=True)
+
+    threading.Thread(target=check, name="kiosk-clock-check", daemon=True).start()
+
+
+def _camera_kind(spec: str) -> str:
+    """The camera's kind only (``rtsp``, ``replay`` ...): a URL may carry a password."""
+    return spec.split(":", 1)[0] if ":" in spec else spec
