@@ -29,6 +29,8 @@ ENV_PREFIX = "KIOSK_"
 # Variables that start with KIOSK_ but are not settings (used by tests and the demo).
 ENV_IGNORED = frozenset({"KIOSK_CONFIG"})
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# The method name each embedder writes into its embeddings (and asks the API for by default).
+EMBEDDER_METHODS = {"mobilefacenet": "mobilefacenet-v1", "dlib": "dlib-resnet-v1"}
 
 
 def _default_state_dir() -> str:
@@ -55,7 +57,8 @@ SPECS: dict[str, Spec] = {
     "api_url": Spec(str, "https://newattendanceapi.wiut.uz/api", "Base URL of the attendance API, ending in /api."),
     "api_timeout": Spec(float, 10.0, "Seconds to wait for one API answer.", 0.5, 120),
     "api_retries": Spec(int, 3, "Retries of a call that is safe to repeat (timeouts, 5xx, 429).", 0, 10),
-    "embedding_method": Spec(str, "mobilefacenet-v1", "embedderMetod / embeddingType name of our embeddings."),
+    "embedding_method": Spec(str, "", "embedderMetod / embeddingType name in the API; empty = the embedder's own "
+                             "(mobilefacenet-v1 or dlib-resnet-v1)."),
     "timezone": Spec(str, "Asia/Tashkent", "Time zone of the timetable (slot times)."),
     # --- camera
     "camera": Spec(str, "picamera", "picamera, usb:N, rtsp://..., file:PATH or replay:DIR."),
@@ -204,6 +207,8 @@ def _check_consistency(values: dict[str, Any]) -> None:
             "Setting web_threads must exceed sse_max_streams by at least 3, so live streams "
             "cannot starve ordinary requests."
         )
+    if values["max_track_embeddings"] < values["votes_needed"]:
+        raise ConfigError("Setting max_track_embeddings must be at least votes_needed, or no track could be decided.")
     if bool(values["tls_cert"]) != bool(values["tls_key"]):
         raise ConfigError("Settings tls_cert and tls_key must be given together.")
     camera = values["camera"]
@@ -230,6 +235,8 @@ def _validated(raw: dict[str, Any], source: str) -> Settings:
     for key, spec in SPECS.items():
         values[key] = _coerce(key, raw.get(key, spec.default), spec, source)
     _check_consistency(values)
+    if not values["embedding_method"]:
+        values["embedding_method"] = EMBEDDER_METHODS[values["embedder"]]
     return Settings(**values)
 
 

@@ -123,7 +123,7 @@ class Pipeline:
     ``"marked" | "already" | "manual" | "not_on_roster" | "ignored"`` or None. ``events`` (an EventBus)
     gets ``status`` and ``recognition`` events; ``feedback`` drives the LED/buzzer; both may be None.
     ``clock`` gives monotonic seconds. ``calibration`` None loads the committed one for
-    ``settings.embedding_method``; ``capture_factory(source_factory)`` makes the capture (tests).
+    ``engine.method``; ``capture_factory(source_factory)`` makes the capture (tests).
     """
 
     def __init__(self, settings: Any, *, engine: Any, source_factory: Callable[[], FrameSource],
@@ -137,7 +137,7 @@ class Pipeline:
         self.events = events
         self.feedback = feedback
         self._clock = clock
-        self.calibration = calibration or Calibration.load(settings.embedding_method)
+        self.calibration = calibration or Calibration.load(engine.method)
         self._capture_factory = capture_factory or _default_capture
         self._gallery = as_gallery(None)
         self._lock = threading.Lock()

@@ -42,6 +42,7 @@ def test_named_config_must_exist(tmp_path):
         ({"KIOSK_TLS_CERT": "/etc/cert.pem"}, "given together"),
         ({"KIOSK_DETECT_ROI": "0.5,0,0.8,1"}, "stay inside"),
         ({"KIOSK_SSE_MAX_STREAMS": "30", "KIOSK_WEB_THREADS": "31"}, "must exceed"),
+        ({"KIOSK_VOTES_NEEDED": "5", "KIOSK_MAX_TRACK_EMBEDDINGS": "4"}, "at least votes_needed"),
     ],
 )
 def test_bad_values_are_named(env, message):
@@ -79,3 +80,9 @@ def test_replace_revalidates():
     assert s.replace(port=9001).port == 9001
     with pytest.raises(ConfigError):
         s.replace(port=-1)
+
+
+def test_embedding_method_follows_the_embedder_unless_named():
+    assert load_settings(env={}).embedding_method == "mobilefacenet-v1"
+    assert load_settings(env={"KIOSK_EMBEDDER": "dlib"}).embedding_method == "dlib-resnet-v1"
+    assert load_settings(env={"KIOSK_EMBEDDING_METHOD": "mfn-2026"}).embedding_method == "mfn-2026"
