@@ -209,7 +209,7 @@ def run_command(args, settings) -> int:
         if not args.replace and known.get(user_id):
             try:
                 old = embedding_format.decode(known[user_id], method=method, dim=vector.shape[0])
-                vectors = np.vstack([old, vectors])
+                vectors = np.vstack([old, vectors])[-embedding_format.MAX_VECTORS:]  # keep the newest
             except EmbeddingFormatError:
                 pass  # the stored string is unusable: the new photo replaces it
         if not args.dry_run:
