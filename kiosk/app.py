@@ -1,0 +1,608 @@
+"""The kiosk's control plane: one logged-in teacher, at most one running class, enrolment and status.
+
+The teacher page (kiosk/web) and the daemon talk to :class:`Kiosk` only. It owns the teacher's
+:class:`~kiosk.wiut.client.WiutClient` (tokens live in that client's memory, nowhere else), the running
+:class:`~kiosk.attendance.ClassSession` and the camera :class:`~kiosk.pipeline.Pipeline` of that class.
+Parts are injected (no globals): the daemon builds the outbox, event bus, feedback and a pipeline factory.
+
+Example::
+
+    with Kiosk(settings, events=bus, outbox=outbox, pipeline_factory=make_pipeline) as kiosk:
+        kiosk.login("teacher", "placeholder-password")
+        choice = kiosk.lessons(785, 1)
+        kiosk.start_class(choice.preselected_guid, choice.preselected_class_id, 785, 1)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import threading
+import time
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from kiosk.config import Settings
+from kiosk.errors import (
+    CameraError,
+    ClassAlreadyRunning,
+    ClassInProgress,
+    EnrollmentRefused,
+    KioskError,
+    LoginRequired,
+    NoClassRunning,
+    NotOnRoster,
+)
+
+CLOCK_SKEW_WARN_SECONDS = 120.0
+TICK_SECONDS = 1.0
+
+
+@dataclasses.dataclass(frozen=True)
+class PhotoRefusal:
+    """Why photo number ``index`` (0-based, in upload order) cannot be used for enrolment."""
+
+    index: int
+    reason: str
+
+
+class PhotosRefused(EnrollmentRefused):
+    """One or more enrolment photos were refused; ``refusals`` says which and why. Nothing was stored."""
+
+    def __init__(self, refusals: list[PhotoRefusal]):
+        n = len(refusals)
+        first = refusals[0]
+        more = f" ({n - 1} more refused)" if n > 1 else ""
+        super().__init__(f"Photo {first.index + 1}: {first.reason}{more}.")
+        self.refusals = refusals
+
+
+def _default_client_factory(settings: Settings) -> Callable[[], Any]:
+    def make():
+        from kiosk.wiut.client import WiutClient
+
+        return WiutClient(settings.api_url, timeout=settings.api_timeout, retries=settings.api_retries)
+
+    return make
+
+
+def _now_in(settings: Settings) -> datetime:
+    return datetime.now(settings.tz)
+
+
+class Kiosk:
+    """The control plane. Thread-safe: web threads, the tick thread and the camera thread call it.
+
+    ``client_factory()`` makes a fresh, logged-out WiutClient; ``engine`` is built lazily with
+    ``Engine.from_settings`` on the first enrolment when None; ``pipeline_factory(on_decision=...)``
+    returns a Pipeline (None = no camera: marks by hand only); ``source_factory()`` opens the camera for
+    an enrolment capture (None = no camera); ``clock()`` returns the aware wall time (timetable zone).
+    """
+
+    def __init__(self, settings: Settings, *, client_factory: Callable[[], Any] | None = None,
+                 engine: Any = None, events: Any = None, outbox: Any = None, feedback: Any = None,
+                 pipeline_factory: Callable[..., Any] | None = None,
+                 source_factory: Callable[[], Any] | None = None,
+                 session_factory: Callable[..., Any] | None = None,
+                 clock: Callable[[], datetime] | None = None,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 tick_seconds: float = TICK_SECONDS):
+        self.settings = settings
+        self._client_factory = client_factory or _default_client_factory(settings)
+        self._engine = engine
+        self.events = events if events is not None else _new_event_bus()
+        self.outbox = outbox
+        self.feedback = feedback
+        self._pipeline_factory = pipeline_factory
+        self._source_factory = source_factory
+        self._session_factory = session_factory or _default_session_factory
+        self.clock = clock or (lambda: _now_in(settings))
+        self.monotonic = monotonic
+        self._lock = threading.RLock()
+        self._engine_lock = threading.Lock()
+        self._client: Any = None
+        self._retiring: dict[str, Any] = {}
+        self._epoch = 0
+        self._session: Any = None
+        self._ends_at: datetime | None = None
+        self._pipeline: Any = None
+        self._lessons_cache: dict[tuple[int, int], Any] = {}
+        self._stop = threading.Event()
+        self._closed = False
+        self._ticker = threading.Thread(target=self._tick_loop, args=(tick_seconds,), name="kiosk-tick",
+                                        daemon=True)
+        self._ticker.start()
+
+    # --- the teacher ---------------------------------------------------------------------------
+    @property
+    def teacher(self) -> str | None:
+        """Username of the logged-in teacher, or None when nobody is logged in."""
+        with self._lock:
+            return self._client.username if self._client is not None else None
+
+    @property
+    def epoch(self) -> int:
+        """Grows each time the teacher changes or logs out: web sessions of an older epoch are void."""
+        return self._epoch
+
+    def client_for(self, teacher: str) -> Any:
+        """The client acting for ``teacher`` (for the outbox), or None when that teacher is not logged in."""
+        client = self._client        # no lock: the outbox asks while a take-over holds it and flushes
+        if client is not None and client.username == teacher:
+            return client
+        return self._retiring.get(teacher)
+
+    def login(self, username: str, password: str, *, takeover: bool = False) -> str:
+        """Log ``username`` in with the university; returns the username as the university spells it.
+
+        Raises LoginFailed, UpstreamUnavailable, or ClassInProgress when another teacher runs a class
+        and ``takeover`` is False (the password was right; nothing changed).
+        """
+        with self._lock:
+            current = self._client
+        if current is not None and current.username and current.username.lower() == username.strip().lower():
+            name = current.login(username, password)          # same teacher: fresh tokens, class keeps running
+            self._notify_outbox(name)
+            return name
+        fresh = self._client_factory()
+        name = fresh.login(username, password)
+        with self._lock:
+            running = self._session
+            if running is not None and self.teacher != name and not takeover:
+                _discard(fresh)
+                other = self.teacher or "another teacher"
+                raise ClassInProgress(f"Teacher {other} is running a class: take over?", teacher=other)
+            if running is not None and self.teacher == name:
+                self._client.login(username, password)
+                _discard(fresh)
+                self._notify_outbox(name)
+                return name
+            self._end_class_locked(reason="another teacher took over")
+            self._retire_client_locked()
+            self._client = fresh
+            self._epoch += 1
+            self._lessons_cache.clear()
+        self._notify_outbox(name)
+        self._publish("teacher", {"teacher": name})
+        return name
+
+    def logout(self) -> None:
+        """End the running class (pending marks flushed with these tokens), then forget the tokens."""
+        with self._lock:
+            if self._client is None:
+                return
+            self._end_class_locked(reason="the teacher logged out")
+            self._retire_client_locked()
+            self._client = None
+            self._epoch += 1
+            self._lessons_cache.clear()
+        self._publish("teacher", {"teacher": None})
+
+    def _retire_client_locked(self) -> None:
+        """Flush the outbox with the outgoing teacher's tokens (at most 5 s), then forget them."""
+        old = self._client
+        if old is None:
+            return
+        name = old.username
+        if name:
+            self._retiring[name] = old
+        try:
+            if self.outbox is not None and name:
+                self.outbox.flush(5.0, teacher=name)
+        finally:
+            self._retiring.pop(name, None)
+            _discard(old)
+
+    def _notify_outbox(self, name: str) -> None:
+        if self.outbox is not None and hasattr(self.outbox, "teacher_logged_in"):
+            self.outbox.teacher_logged_in(name)
+
+    def _require_client(self) -> Any:
+        with self._lock:
+            if self._client is None or not self._client.logged_in:
+                raise LoginRequired("Nobody is logged in: log in first.")
+            return self._client
+
+    # --- timetable -----------------------------------------------------------------------------
+    def modules(self) -> list[Any]:
+        """The logged-in teacher's modules (``Module(id, name, code)``)."""
+        return list(self._require_client().my_modules())
+
+    def lessons(self, module_id: int, teaching_type: int) -> LessonChoice:
+        """Slots and teaching weeks of a module, sorted and with the likely choice preselected."""
+        client = self._require_client()
+        lessons = client.lessons(module_id, teaching_type)
+        with self._lock:
+            self._lessons_cache[(module_id, teaching_type)] = lessons
+        return choose_lesson(lessons, teacher=client.username or "", now=self.clock())
+
+    # --- the running class ---------------------------------------------------------------------
+    def start_class(self, lesson_guid: str, class_id: int, module_id: int | None = None,
+                    teaching_type: int | None = None) -> dict:
+        """Start a class: read the roster, open the camera; returns the session snapshot.
+
+        With ``module_id`` and ``teaching_type`` the slot's end time (+ grace) ends the class;
+        otherwise settings.max_class_minutes does. Raises ClassAlreadyRunning, LoginRequired, Upstream*.
+        """
+        with self._lock:
+            client = self._require_client()
+            if self._session is not None:
+                raise ClassAlreadyRunning("A class is already running: end it first.")
+            slot = self._find_slot(client, lesson_guid, module_id, teaching_type)
+            now = self.clock()
+            ends_at = ends_at_for(slot, now, grace_minutes=self.settings.grace_minutes,
+                                  max_minutes=self.settings.max_class_minutes)
+            session = self._session_factory(
+                client, self.outbox, teacher=client.username, lesson_guid=lesson_guid, class_id=int(class_id),
+                embedding_method=self.settings.embedding_method, ends_at=ends_at,
+                max_minutes=self.settings.max_class_minutes, undo_seconds=self.settings.undo_seconds,
+                roster_refresh_seconds=self.settings.roster_refresh_seconds, clock=self.clock,
+                monotonic=self.monotonic, events=self.events)
+            session.load_roster()
+            self._session, self._ends_at = session, ends_at
+            self._start_pipeline_locked()
+            return session.snapshot()
+
+    def _find_slot(self, client, lesson_guid, module_id, teaching_type):
+        if module_id is None or teaching_type is None:
+            return None
+        lessons = self._lessons_cache.get((int(module_id), int(teaching_type)))
+        if lessons is None:
+            lessons = client.lessons(int(module_id), int(teaching_type))
+        return next((s for s in lessons.slots if s.guid == lesson_guid), None)
+
+    def _start_pipeline_locked(self) -> None:
+        if self._pipeline_factory is None:
+            return
+        try:
+            self._pipeline = self._pipeline_factory(on_decision=self._on_decision)
+            self._pipeline.start(self._session.gallery())
+        except (KioskError, OSError) as exc:  # the class runs without a camera; the page shows why
+            print(f"kiosk: camera pipeline did not start: {exc}", flush=True)
+
+    def _on_decision(self, decision: Any) -> str | None:
+        """Called by the pipeline's thread with a recognised decision (``user_id``, ``confidence``)."""
+        session = self._session
+        if session is None:
+            return None
+        return session.on_recognised(decision.user_id, int(decision.confidence))
+
+    def end_class(self, reason: str = "ended by the teacher") -> dict | None:
+        """End the running class: camera off, pending manual marks sent now. Returns the last snapshot."""
+        with self._lock:
+            if self._session is None:
+                raise NoClassRunning("No class is running.")
+            return self._end_class_locked(reason)
+
+    def _end_class_locked(self, reason: str) -> dict | None:
+        session, pipeline = self._session, self._pipeline
+        if session is None:
+            return None
+        self._session = self._pipeline = self._ends_at = None
+        if pipeline is not None:
+            pipeline.stop()
+        session.end()
+        print(f"kiosk: class ended: {reason}.", flush=True)
+        return session.snapshot()
+
+    def session(self) -> dict | None:
+        """The running class's snapshot (the GET /api/session JSON), or None when no class runs.
+
+        Lock-free (one reference read), so the page stays responsive while a class starts.
+        """
+        session = self._session
+        return session.snapshot() if session is not None else None
+
+    def _require_session(self) -> Any:
+        session = self._session
+        if session is None:
+            raise NoClassRunning("No class is running.")
+        return session
+
+    def mark(self, user_id: str, present: bool) -> dict:
+        """A teacher's mark (present 105 / absent -1), sent after the undo window; returns the student's row."""
+        return self._require_session().mark_manual(user_id, bool(present))
+
+    def undo(self, user_id: str) -> bool:
+        """Take back a manual mark still inside its undo window; False when it was already sent (or none)."""
+        return self._require_session().undo(user_id)
+
+    def mark_remaining_absent(self) -> int:
+        """Mark every student without a mark absent (-1, through the undo window); returns how many."""
+        return self._require_session().mark_remaining_absent()
+
+    # --- enrolment -----------------------------------------------------------------------------
+    @property
+    def engine(self) -> Any:
+        """The recognition engine, built on first use (models load in a few seconds)."""
+        with self._engine_lock:
+            if self._engine is None:
+                from kiosk.model.engine import Engine
+
+                self._engine = Engine.from_settings(self.settings)
+            return self._engine
+
+    def enroll(self, user_id: str, images: list[bytes]) -> int:
+        """Enrol a student from photos (each must show exactly one good face); returns vectors stored.
+
+        Raises PhotosRefused (nothing stored) naming each refused photo. During a class the student's
+        known vectors are sent too (SetEmbedding replaces) and the new ones are matched at once.
+        """
+        if not images:
+            raise EnrollmentRefused("No photo was sent.")
+        vectors, refusals = [], []
+        for index, image in enumerate(images):
+            try:
+                vectors.append(self.engine.embed_photo(image))
+            except EnrollmentRefused as exc:
+                refusals.append(PhotoRefusal(index, str(exc).rstrip(".")))
+        if refusals:
+            raise PhotosRefused(refusals)
+        return self._store_vectors(user_id, vectors)
+
+    def enroll_capture(self, user_id: str) -> int:
+        """Enrol a student from the kiosk's own camera (a few good frames of one face)."""
+        if self._source_factory is None:
+            raise CameraError("This kiosk has no camera configured.")
+        from kiosk.pipeline import capture_embeddings
+
+        with self._lock:
+            pipeline = self._pipeline
+            if pipeline is not None:
+                pipeline.stop()            # the class's camera is released while capturing
+        try:
+            vectors = capture_embeddings(self.engine, self._source_factory, count=3, timeout=10)
+        finally:
+            with self._lock:
+                if pipeline is not None and self._pipeline is pipeline:
+                    pipeline.start(self._session.gallery())
+        return self._store_vectors(user_id, vectors)
+
+    def _store_vectors(self, user_id: str, new: list[Any]) -> int:
+        import numpy as np
+
+        from kiosk.model.embedding_format import MAX_VECTORS, encode
+
+        client = self._require_client()
+        session = self._session
+        known = None
+        if session is not None:
+            known = session.gallery().get(user_id)
+        new_arr = np.asarray(new, dtype=np.float32).reshape(len(new), -1)
+        vectors = new_arr if known is None or len(known) == 0 else np.vstack([np.asarray(known), new_arr])
+        vectors = vectors[-MAX_VECTORS:]          # the format's cap: the newest photos win
+        client.set_embedding(user_id, encode(vectors, self.settings.embedding_method),
+                             self.settings.embedding_method)
+        if session is not None:
+            with contextlib.suppress(NotOnRoster):
+                session.set_student_vectors(user_id, vectors)
+            with self._lock:
+                if self._pipeline is not None and self._session is session:
+                    self._pipeline.set_gallery(session.gallery())
+        self._publish("enrolled", {"userId": user_id, "vectors": len(vectors)})
+        return len(vectors)
+
+    # --- status --------------------------------------------------------------------------------
+    def status(self) -> dict:
+        """What the page's status area shows; see docs/api.md GET /api/status. Lock-free reads."""
+        client, pipeline, session = self._client, self._pipeline, self._session
+        stats = _safe_stats(pipeline)
+        skew = client.clock_skew() if client is not None else None
+        expires = client.access_expires_at if client is not None else None
+        return {
+            "teacher": client.username if client is not None else None,
+            "classRunning": session is not None,
+            "camera": {"state": stats.get("camera_state", "off" if pipeline is None else "unknown"),
+                       "error": stats.get("camera_error"), "fps": stats.get("camera_fps"),
+                       "processedFps": stats.get("fps"),
+                       "frames": stats.get("frames"), "dropped": stats.get("dropped")},
+            "facesSeen": stats.get("faces_seen"),
+            "lastRecognitionSecondsAgo": stats.get("last_recognition"),
+            "pendingPosts": _count(self.outbox, "pending"),
+            "deadLetters": _dead_letters(self.outbox),
+            "outboxHealthy": bool(getattr(self.outbox, "healthy", True)),
+            "loginExpiresAt": _iso_from_epoch(expires),
+            "clockSkewSeconds": skew,
+            "clockWarning": _skew_warning(skew),
+            "feedback": _recent_feedback(self.feedback, self.monotonic()),
+        }
+
+    def _publish(self, name: str, data: dict) -> None:
+        if self.events is not None:
+            self.events.publish(name, data)
+
+    # --- the tick loop and shutdown ------------------------------------------------------------
+    def tick(self) -> None:
+        """One step: the session's own timers, then end the class once its time is over."""
+        with self._lock:
+            session, ends_at = self._session, self._ends_at
+        if session is None:
+            return
+        ended = session.tick()
+        over = ends_at is not None and self.clock() >= ends_at
+        if ended is True or over:
+            with self._lock:
+                if self._session is session:
+                    self._end_class_locked(reason="its time is over")
+
+    def _tick_loop(self, every: float) -> None:
+        while not self._stop.wait(every):
+            try:
+                self.tick()
+            except KioskError as exc:      # upstream trouble during a roster refresh: keep ticking
+                print(f"kiosk: tick: {exc}", flush=True)
+            except Exception as exc:       # a bug must not stop classes from ending on time
+                print(f"kiosk: tick failed ({type(exc).__name__}); still ticking.", flush=True)
+
+    def close(self) -> None:
+        """End the running class, stop the tick thread and forget the tokens. Safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._stop.set()
+        if self._ticker is not threading.current_thread():
+            self._ticker.join(timeout=5)
+        with contextlib.suppress(KioskError):
+            self.logout()
+        if self.events is not None and hasattr(self.events, "close"):
+            self.events.close()
+
+    def __enter__(self) -> Kiosk:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _discard(client) -> None:
+    """Forget a client's tokens and close its connections."""
+    client.logout()
+    if hasattr(client, "close"):
+        client.close()
+
+
+def _new_event_bus():
+    from kiosk.events import EventBus
+
+    return EventBus()
+
+
+def _default_session_factory(client, outbox, **kwargs):
+    from kiosk.attendance import ClassSession
+
+    return ClassSession(client, outbox, **kwargs)
+
+
+def _safe_stats(pipeline) -> dict:
+    if pipeline is None:
+        return {}
+    try:
+        return dict(pipeline.stats())
+    except KioskError:
+        return {}
+
+
+def _count(outbox, name: str) -> int:
+    if outbox is None:
+        return 0
+    return len(getattr(outbox, name)())
+
+
+def _dead_letters(outbox) -> list[dict]:
+    if outbox is None:
+        return []
+    return [letter.to_json() for letter in outbox.dead_letters()]
+
+
+def _iso_from_epoch(seconds: float | None) -> str | None:
+    if seconds is None:
+        return None
+    from datetime import UTC
+
+    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
+
+
+def _skew_warning(skew: float | None) -> str | None:
+    if skew is None or abs(skew) <= CLOCK_SKEW_WARN_SECONDS:
+        return None
+    return (f"The kiosk's clock differs from the university's by {abs(skew) / 60:.0f} minutes: "
+            "check time sync.")
+
+
+def _recent_feedback(feedback, now: float) -> list[dict]:
+    if feedback is None or not hasattr(feedback, "recent"):
+        return []
+    return [{"secondsAgo": round(now - t, 1), "signal": name} for t, name in list(feedback.recent())[-10:]]
+
+
+
+# --- timetable: which slot is running now, which week is the latest -------------------------------
+DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+SOON = timedelta(minutes=15)
+
+
+@dataclasses.dataclass(frozen=True)
+class SlotView:
+    """A timetable slot as the page shows it; ``running_now``/``starts_soon`` use the kiosk's clock."""
+
+    guid: str
+    day_of_week: str
+    time: str
+    user: str
+    own: bool
+    running_now: bool
+    starts_soon: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class WeekView:
+    """One teaching week (an attClass) of the module."""
+
+    class_id: int
+    teaching_week: str
+    teaching_type: str
+
+
+@dataclasses.dataclass(frozen=True)
+class LessonChoice:
+    """Slots (teacher's own first, running ones first) and weeks (latest first) with the likely pick.
+
+    ``preselected_guid`` is None when no slot runs now or starts within 15 minutes;
+    ``preselected_class_id`` is None when the module has no teaching weeks.
+    """
+
+    slots: list[SlotView]
+    weeks: list[WeekView]
+    preselected_guid: str | None
+    preselected_class_id: int | None
+
+
+def _slot_window(slot: Any, now: datetime) -> tuple[datetime, datetime] | None:
+    """Today's start and end of ``slot`` in ``now``'s zone, or None when it is not today or unparsed."""
+    start, end = getattr(slot, "start", None), getattr(slot, "end", None)
+    if start is None or end is None or str(slot.day_of_week).strip().lower() != DAYS[now.weekday()]:
+        return None
+    day = now.date()
+    return (datetime.combine(day, start, tzinfo=now.tzinfo), datetime.combine(day, end, tzinfo=now.tzinfo))
+
+
+def _week_number(week: str) -> int:
+    digits = "".join(ch for ch in str(week) if ch.isdigit())
+    return int(digits) if digits else -1
+
+
+def _slot_view(slot: Any, teacher: str, now: datetime) -> SlotView:
+    window = _slot_window(slot, now)
+    running = window is not None and window[0] <= now < window[1]
+    soon = window is not None and window[0] - SOON <= now < window[0]
+    return SlotView(slot.guid, slot.day_of_week, slot.time, slot.user,
+                    own=bool(teacher) and str(slot.user).lower() == teacher.lower(),
+                    running_now=running, starts_soon=soon)
+
+
+def _slot_order(view: SlotView, slot: Any) -> tuple:
+    day = str(view.day_of_week).strip().lower()
+    return (not (view.running_now or view.starts_soon), not view.own,
+            DAYS.index(day) if day in DAYS else 7, getattr(slot, "start", None) or datetime.min.time())
+
+
+def choose_lesson(lessons: Any, *, teacher: str, now: datetime) -> LessonChoice:
+    """Sort a LessonsByParams answer for the page and preselect the slot running now and the latest week."""
+    pairs = [(_slot_view(s, teacher, now), s) for s in lessons.slots]
+    pairs.sort(key=lambda pair: _slot_order(*pair))
+    slots = [view for view, _ in pairs]
+    weeks = sorted((WeekView(int(c.class_id), c.teaching_week, c.teaching_type) for c in lessons.att_classes),
+                   key=lambda w: (_week_number(w.teaching_week), w.class_id), reverse=True)
+    pick = next((v.guid for v in slots if v.running_now or v.starts_soon), None)
+    return LessonChoice(slots, weeks, pick, weeks[0].class_id if weeks else None)
+
+
+def ends_at_for(slot: Any, now: datetime, *, grace_minutes: int, max_minutes: int) -> datetime:
+    """When a class started at ``now`` ends: today's slot end + grace, else ``now`` + max_minutes."""
+    fallback = now + timedelta(minutes=max_minutes)
+    window = _slot_window(slot, now) if slot is not None else None
+    if window is None:
+        return fallback
+    ends = window[1] + timedelta(minutes=grace_minutes)
+    return ends if now < ends else fallback

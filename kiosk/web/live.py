@@ -1,0 +1,79 @@
+"""Live updates (Server-Sent Events), status, health and the OpenAPI description."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from importlib import resources
+
+from flask import Blueprint, Response, jsonify, request
+
+from kiosk.web.auth import login_required, state
+from kiosk.web.errors import error
+from kiosk.web.security import SESSION_COOKIE
+
+bp = Blueprint("live", __name__)
+
+QUEUE_SIZE = 100
+
+
+def _frame(name: str, data: object) -> str:
+    return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+@bp.get("/api/events")
+@login_required
+def events():
+    st = state()
+    if not st.streams.acquire():
+        return error(503, f"Too many live pages are open (at most {st.streams.cap}): close one and reload.")
+    sid = request.cookies.get(SESSION_COOKIE)
+    subscription = st.kiosk.events.subscribe(maxsize=QUEUE_SIZE)
+    released = []
+
+    def release() -> None:
+        if not released:
+            released.append(True)
+            subscription.close()
+            st.streams.release()
+
+    def stream() -> Iterator[str]:
+        try:
+            yield "retry: 3000\n\n"
+            yield _frame("snapshot", {"session": st.kiosk.session(), "status": st.kiosk.status()})
+            while True:
+                event = subscription.get(timeout=st.heartbeat)
+                if event is not None:
+                    yield event.sse()
+                    continue
+                if subscription.closed:
+                    return
+                if st.sessions.get(sid, teacher=st.kiosk.teacher, epoch=st.kiosk.epoch) is None:
+                    yield _frame("logout", {})
+                    return
+                yield ": heartbeat\n\n"
+        finally:
+            release()
+
+    response = Response(stream(), mimetype="text/event-stream")
+    response.call_on_close(release)
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Accel-Buffering"] = "no"
+    return response
+
+
+@bp.get("/api/status")
+@login_required
+def status():
+    return jsonify(state().kiosk.status())
+
+
+@bp.get("/healthz")
+def healthz():
+    return jsonify({"status": "ok"})
+
+
+@bp.get("/api/openapi.json")
+def openapi():
+    text = resources.files("kiosk.web").joinpath("openapi.json").read_text(encoding="utf-8")
+    return Response(text, mimetype="application/json")
