@@ -1,20 +1,26 @@
-"""``kiosk bench``: per-stage latency, frames per second with tracking, and peak memory.
+"""``kiosk bench``: per-stage latency, frames per second with tracking, peak memory, and the time
+from a student's first frame in view to their attendance post.
 
-A replay of real faces is composed in memory (never written to disk): 640x480 frames on which ORL
-people s21-s40 walk across, one person per pass, and every second pass a second person in the
-other direction lower in the frame. Each walker's face is an ORL photo (shots 2-10 in turn) scaled
-1.5x (face ~100 px wide). The roster is those 20 people, enrolled from shot 1 through the same stack.
+A replay of real faces is composed in memory, one frame at a time (never written to disk, never all
+held at once): 640x480 frames on which ORL people s21-s40 walk across, one person per pass, and
+every second pass a second person in the other direction lower in the frame. Each walker's face is
+an ORL photo (shots 2-10 in turn) scaled 1.5x (face ~100 px wide). The roster is those 20 people,
+enrolled from shot 1 through the same stack.
 
 Each frame goes through what the kiosk does: detect, track (IoU), and for every track that still
-wants votes: align, quality gate, embed, match, decide. Reported: p50/p95 ms per stage (``detect``,
-``align``, ``quality``, ``embed``, ``match``), end-to-end frames per second over the whole loop,
-tracks and decisions, and the process's peak RSS (``resource.getrusage``, MB; a peak, so a later
-stack's figure includes the earlier one). ``--baseline`` runs the same frames through dlib (same
-tracker and gates) and prints the speed ratio. No pass/fail: the machine decides the figures.
+wants votes: align, quality gate, embed, match, decide (``Decider.from_settings``). Reported: p50/p95
+ms per stage (``detect``, ``align``, ``quality``, ``embed``, ``match``, and ``frame`` for the whole
+frame), frames per second over the processing time, tracks and decisions, and the process's peak
+RSS (``resource.getrusage``, MB; a peak, so a later stack's figure includes the earlier one).
+``--baseline`` runs the same frames through dlib (same tracker and gates) and prints the speed
+ratio. ``--walkers N`` runs the real Pipeline, ClassSession, Outbox and client against the sandbox
+API on 127.0.0.1 and times first frame -> SetAttendanceStudent (see :func:`post_latency`).
+``--detection-sweep`` measures which detector set-up finds faces 30-100 px wide. ``--json`` prints
+one JSON object on the last line. No pass/fail: the machine decides the figures.
 
 Example::
 
-    kiosk bench --frames 150
+    kiosk bench --frames 150 --walkers 0
     kiosk bench --json --baseline
 """
 
@@ -24,10 +30,11 @@ import json
 import resource
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
+from kiosk.camera.base import Frame, FrameSource, Pacer
 from kiosk.model.calibrate import ORL_PAD, Stack, open_stack
 from kiosk.model.match import Calibration, Gallery, best_match
 from kiosk.tracker import Decider, IoUTracker
@@ -36,7 +43,7 @@ FRAME_W, FRAME_H = 640, 480
 PASS_FRAMES = 40
 FACE_SCALE = 1.5
 PEOPLE = tuple(f"s{i}" for i in range(21, 41))
-STAGES = ("detect", "align", "quality", "embed", "match")
+STAGES = ("detect", "align", "quality", "embed", "match", "frame")
 
 
 # --- the replay -------------------------------------------------------------------------------------
@@ -64,14 +71,14 @@ def walkers(n: int) -> set[str]:
             | {PEOPLE[(w + 7) % len(PEOPLE)] for w in passes if w % 2})
 
 
-def compose_frames(faces: dict[str, list[np.ndarray]], n: int) -> list[np.ndarray]:
-    """``n`` 640x480 RGB frames of ORL people walking across (see the module docstring)."""
+def iter_frames(faces: dict[str, list[np.ndarray]], n: int) -> Iterator[np.ndarray]:
+    """``n`` 640x480 RGB frames of ORL people walking across (see the module docstring), made one at a
+    time so the benchmark's memory figure is the kiosk's, not a buffer of frames."""
     import cv2
 
     background = _background()
     scaled = {p: [cv2.resize(cv2.cvtColor(img, cv2.COLOR_GRAY2RGB), None, fx=FACE_SCALE, fy=FACE_SCALE)
                   for img in faces[p][1:]] for p in PEOPLE}
-    frames = []
     for index in range(n):
         walk, step = divmod(index, PASS_FRAMES)
         frame = background.copy()
@@ -81,8 +88,12 @@ def compose_frames(faces: dict[str, list[np.ndarray]], n: int) -> list[np.ndarra
         if walk % 2:
             other = scaled[PEOPLE[(walk + 7) % len(PEOPLE)]][(step + 3) % 9]
             _paste(frame, other, round(span - step * span / (PASS_FRAMES - 1)), FRAME_H - other.shape[0] - 10)
-        frames.append(frame)
-    return frames
+        yield frame
+
+
+def compose_frames(faces: dict[str, list[np.ndarray]], n: int) -> list[np.ndarray]:
+    """:func:`iter_frames` as a list (tests)."""
+    return list(iter_frames(faces, n))
 
 
 # --- one run ----------------------------------------------------------------------------------------
@@ -142,45 +153,258 @@ def _frame_step(stack: Stack, frame: np.ndarray, tracker: IoUTracker, decider: D
     return events
 
 
-def run_stack(stack: Stack, frames: list[np.ndarray], faces: dict[str, list[np.ndarray]], settings) -> dict:
-    """Times the whole loop over ``frames`` with one stack; returns its figures."""
+def run_stack(stack: Stack, faces: dict[str, list[np.ndarray]], n_frames: int, settings) -> dict:
+    """Times the whole loop over ``n_frames`` replay frames with one stack; returns its figures.
+
+    ``fps`` is frames / seconds spent processing them (composing a frame is not counted: a camera
+    delivers it); ``stages["frame"]`` is the time of one whole frame (detect to decision)."""
     gallery = enrol(stack, faces)
     calibration = Calibration.load(stack.embedder.method)
     tracker = IoUTracker(max_missed=3)
-    decider = Decider(calibration, min_margin=settings.min_margin, votes_needed=settings.votes_needed,
-                      max_embeddings=max(settings.max_track_embeddings, settings.votes_needed))
+    decider = Decider.from_settings(settings, calibration)
     timer, events = Timer(), []
-    start = time.perf_counter()
-    for index, frame in enumerate(frames):
-        events += _frame_step(stack, frame, tracker, decider, gallery, timer, settings, now=index / 15)
-    events += [e for t in tracker.end_all() if (e := decider.end(t, now=len(frames) / 15))]
-    elapsed = time.perf_counter() - start
-    return {"method": stack.embedder.method, "stages": timer.summary(), "frames": len(frames),
-            "seconds": round(elapsed, 3), "fps": round(len(frames) / elapsed, 2),
+    for index, frame in enumerate(iter_frames(faces, n_frames)):
+        events += timer.time("frame", _frame_step, stack, frame, tracker, decider, gallery, timer, settings,
+                             now=index / 15)
+    events += [e for t in tracker.end_all() if (e := decider.end(t, now=n_frames / 15))]
+    elapsed = sum(timer.samples["frame"]) / 1000
+    return {"method": stack.embedder.method, "stages": timer.summary(), "frames": n_frames,
+            "seconds": round(elapsed, 3), "fps": round(n_frames / elapsed, 2),
             "tracks": max([e.track_id for e in events], default=0),
             "decisions": dict(Counter(e.kind for e in events)),
-            "recognised_not_in_replay": sum(e.kind == "recognised" and e.user_id not in walkers(len(frames))
+            "recognised_not_in_replay": sum(e.kind == "recognised" and e.user_id not in walkers(n_frames)
                                             for e in events),
             "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
 
 
-def bench(settings, n_frames: int, baseline: bool) -> dict:
-    """The whole benchmark (see the module docstring) as a JSON-ready dict."""
+def bench(settings, n_frames: int, baseline: bool, latency_walkers: int = 0, sweep: bool = False) -> dict:
+    """The whole benchmark (see the module docstring) as a JSON-ready dict; the headline keys are
+    ``frames``, ``detector``, ``detect_ms_p50``, ``embed_ms_p50``, ``frame_ms_p50``, ``fps``,
+    ``peak_rss_mb``, ``baseline`` ({"fps", "frame_ms_p50"} or None), ``speedup_vs_baseline`` (None
+    without the baseline), ``post_latency_ms`` (None when ``latency_walkers`` is 0) and
+    ``detection_sweep`` (None unless ``sweep``). Raises
+    BaselineUnavailable before any work when ``baseline`` is asked for but not installed."""
     from kiosk.datasets import orl_faces
+    from kiosk.model.baseline import require
 
+    if baseline:
+        require()
     faces = orl_faces(settings)
-    frames = compose_frames(faces, n_frames)
     report = {"frame_size": [FRAME_W, FRAME_H], "frames": n_frames, "threads": settings.threads,
               "detector": settings.detector, "runs": {}}
     for choice in ("mobilefacenet", "dlib") if baseline else ("mobilefacenet",):
         with open_stack(settings, choice) as stack:
-            report["runs"][choice] = run_stack(stack, frames, faces, settings)
-    if baseline:
-        runs = report["runs"]
-        report["speed_ratio"] = round(runs["mobilefacenet"]["fps"] / runs["dlib"]["fps"], 2)
+            report["runs"][choice] = run_stack(stack, faces, n_frames, settings)
+    report.update(headline(report["runs"]))
+    report["post_latency_ms"] = post_latency(settings, faces, latency_walkers) if latency_walkers else None
+    report["detection_sweep"] = detection_sweep(settings, faces) if sweep else None
     return report
 
 
+def headline(runs: dict[str, dict]) -> dict:
+    """The headline figures of the kiosk's stack and, when it ran, the dlib baseline."""
+    ours = runs["mobilefacenet"]
+    stages = ours["stages"]
+    base = runs.get("dlib")
+    return {"detect_ms_p50": stages["detect"]["p50_ms"], "embed_ms_p50": stages["embed"]["p50_ms"],
+            "frame_ms_p50": stages["frame"]["p50_ms"], "fps": ours["fps"], "peak_rss_mb": ours["peak_rss_mb"],
+            "baseline": None if base is None else {"fps": base["fps"], "peak_rss_mb": base["peak_rss_mb"],
+                                                   "frame_ms_p50": base["stages"]["frame"]["p50_ms"]},
+            "speedup_vs_baseline": None if base is None else round(ours["fps"] / base["fps"], 2)}
+
+
+# --- latency from the first frame in view to the post leaving the kiosk ---------------------------------
+WALK_FRAMES = 30  # 2 s in view at 15 frames/s
+GAP_FRAMES = 12  # empty doorway between walkers, so each track ends
+DOOR_FPS = 15.0
+
+
+class DoorSource(FrameSource):
+    """An in-memory camera: ``walkers`` (ORL people) cross the frame one after another at ``fps``.
+
+    ``first_seen[person]`` is the timestamp (monotonic s) of the first frame that shows them, set
+    when that frame is delivered. Frames are composed on the fly; nothing touches the disk."""
+
+    def __init__(self, faces: dict[str, list[np.ndarray]], people: list[str], *, fps: float = DOOR_FPS,
+                 clock: Callable[[], float] = time.monotonic):
+        super().__init__("bench door replay")
+        self._faces, self._people = faces, people
+        self._pacer = Pacer(fps, clock=clock)
+        self._background = _background()
+        self._index = 0
+        self.first_seen: dict[str, float] = {}
+
+    def _open(self) -> None:
+        pass
+
+    def _read(self) -> Frame | None:
+        walk, step = divmod(self._index, WALK_FRAMES + GAP_FRAMES)
+        if walk >= len(self._people):
+            return None
+        image = self._compose(self._people[walk], step)
+        taken = self._pacer.wait()
+        if step == 0:
+            self.first_seen[self._people[walk]] = taken
+        frame = Frame(image, taken, self._index)
+        self._index += 1
+        return frame
+
+    def _compose(self, person: str, step: int) -> np.ndarray:
+        """The doorway with ``person`` at ``step`` of their walk (empty during the gap)."""
+        import cv2
+
+        frame = self._background.copy()
+        if step < WALK_FRAMES:
+            shots = self._faces[person][4:]  # shots 5-10: never the enrolment photos
+            face = cv2.resize(cv2.cvtColor(shots[step % len(shots)], cv2.COLOR_GRAY2RGB), None,
+                              fx=FACE_SCALE, fy=FACE_SCALE)
+            _paste(frame, face, round(step * (FRAME_W - face.shape[1]) / (WALK_FRAMES - 1)), 20)
+        return frame
+
+    def interrupt(self) -> None:
+        self._pacer.interrupt()
+
+    def _close(self) -> None:
+        self._pacer.interrupt()
+
+
+def post_latency(settings, faces: dict[str, list[np.ndarray]], n_walkers: int, *, timeout: float = 20.0) -> dict:
+    """Runs the kiosk's Pipeline + ClassSession + Outbox + WiutClient against the sandbox API on
+    127.0.0.1 (the demo class: kiosk.demo_data) while ``n_walkers`` enrolled roster students cross a
+    15 frames/s replay, and measures, per walker, from the timestamp of the first frame showing them
+    to the moment their SetAttendanceStudent call leaves the client. Returns ms figures (p50, max,
+    each walker's) and the walkers never posted within ``timeout`` s after the replay."""
+    import tempfile
+    from datetime import datetime
+
+    from kiosk import demo_data
+    from kiosk.attendance import ClassSession
+    from kiosk.model.engine import Engine
+    from kiosk.outbox import Outbox
+    from kiosk.pipeline import Pipeline
+    from kiosk.wiut.client import WiutClient
+    from kiosk.wiut.sandbox import SandboxServer
+
+    people = [demo_data.WALKERS[i % len(demo_data.WALKERS)] for i in range(n_walkers)]
+    state, demo = demo_data.build_state(datetime.now(settings.tz))
+    posted: dict[str, float] = {}
+    source = DoorSource(faces, people)
+    with (SandboxServer(state).start() as server, WiutClient(server.url, timeout=5.0) as client,
+          Engine.from_settings(settings) as engine, tempfile.TemporaryDirectory() as spool_dir):
+        client.login(demo_data.DEMO_USERNAME, demo_data.DEMO_PASSWORD)
+        demo_data.enrol_demo_students(settings, client, engine)
+        client.set_attendance = _stamping(client.set_attendance, posted)  # type: ignore[method-assign]
+        with Outbox(spool_dir, client_for=lambda teacher: client) as outbox:
+            session = ClassSession(client, outbox, teacher=demo_data.DEMO_USERNAME, lesson_guid=demo.lesson_guid,
+                                   class_id=demo.class_id, embedding_method=engine.method, undo_seconds=0)
+            session.load_roster()
+            with Pipeline(settings, engine=engine, source_factory=lambda: source,
+                          on_decision=lambda d: session.on_recognised(d.user_id, int(d.confidence))) as pipeline:
+                pipeline.start(session.gallery())
+                _wait_for_posts(posted, {demo_data.user_id_of(p) for p in people}, source, len(people), timeout)
+    return _latency_figures(people, source.first_seen, posted, demo_data.user_id_of)
+
+
+def _stamping(send: Callable, posted: dict[str, float]) -> Callable:
+    """``send`` (WiutClient.set_attendance) noting the monotonic time each user's first call leaves."""
+    def wrapper(class_id: int, user_id: str, confidence: int) -> None:
+        posted.setdefault(user_id, time.monotonic())
+        return send(class_id, user_id, confidence)
+
+    return wrapper
+
+
+def _wait_for_posts(posted: dict[str, float], expected: set[str], source: DoorSource, walkers_n: int,
+                    timeout: float) -> None:
+    """Waits until every expected user posted, or ``timeout`` s after the replay's last walker appeared."""
+    deadline = None
+    while not expected <= set(posted):
+        if deadline is None and len(source.first_seen) == walkers_n:
+            deadline = time.monotonic() + (WALK_FRAMES + GAP_FRAMES) / DOOR_FPS + timeout
+        if deadline is not None and time.monotonic() > deadline:
+            return
+        time.sleep(0.02)
+
+
+def _latency_figures(people: list[str], first_seen: dict[str, float], posted: dict[str, float],
+                     user_id_of: Callable[[str], str]) -> dict:
+    """ms from first frame to post per walker (a walker who walks twice counts once: the first time)."""
+    each = {p: round((posted[user_id_of(p)] - first_seen[p]) * 1000, 1)
+            for p in dict.fromkeys(people) if p in first_seen and user_id_of(p) in posted}
+    values = np.array(list(each.values()))
+    return {"fps": DOOR_FPS, "walkers": len(set(people)), "posted": len(each),
+            "p50_ms": round(float(np.percentile(values, 50)), 1) if len(values) else None,
+            "max_ms": round(float(values.max()), 1) if len(values) else None,
+            "each_ms": list(each.values()), "never_posted": len(set(people)) - len(each)}
+
+
+# --- small faces: which detector set-up finds a face 30-60 px wide in a doorway ----------------------
+SWEEP_SIZES = (30, 40, 60, 100)  # ORL photo width in frame pixels (the detector's box is ~0.85x that)
+DOOR_ROI = (0.25, 0.0, 0.5, 1.0)  # the centre half of the frame: a doorway seen from the side wall
+SWEEP_SETUPS = (("full", None, 1), ("full", None, 2), ("full", DOOR_ROI, 1), ("full", DOOR_ROI, 2),
+                ("short", None, 1), ("short", DOOR_ROI, 2))
+
+
+def doorway_frame(face_grey: np.ndarray, width_px: int, centre: tuple[int, int] = (320, 220)) -> tuple:
+    """A plain 640x480 RGB frame with an ORL photo (padded 50 px) scaled so the photo is ``width_px``
+    wide, centred at ``centre``; returns (frame, the photo's box in the frame)."""
+    import cv2
+
+    from kiosk.datasets import orl_padded_rgb
+
+    frame = np.full((FRAME_H, FRAME_W, 3), (120, 110, 100), np.uint8)
+    scale = width_px / face_grey.shape[1]
+    padded = orl_padded_rgb(face_grey, pad=ORL_PAD)
+    small = cv2.resize(padded, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    h, w = small.shape[:2]
+    x0, y0 = centre[0] - w // 2, centre[1] - h // 2
+    frame[y0:y0 + h, x0:x0 + w] = small
+    pad = ORL_PAD * scale
+    return frame, (x0 + pad, y0 + pad, x0 + pad + width_px, y0 + pad + face_grey.shape[0] * scale)
+
+
+def detection_sweep(settings, faces: dict[str, list[np.ndarray]]) -> list[dict]:
+    """Per detector set-up and face size: the share of the 40 ORL people (shot 1) found on their face
+    (a box overlapping the photo's face region), boxes found elsewhere, and detect p50 ms."""
+    from kiosk.model.detector import VARIANTS, BlazeFaceDetector
+    from kiosk.tracker import iou
+
+    rows = []
+    for variant, roi, tiles in SWEEP_SETUPS:
+        path = f"{settings.models_dir}/{VARIANTS[variant].file_name}"
+        with BlazeFaceDetector(path, variant=variant, threshold=settings.detect_threshold, roi=roi,
+                               tiles=tiles) as detector:
+            timer = Timer()
+            for size in SWEEP_SIZES:
+                found = elsewhere = 0
+                for person in sorted(faces, key=lambda p: int(p[1:])):
+                    frame, face_box = doorway_frame(faces[person][0], size)
+                    boxes = [d.box for d in timer.time("detect", detector.detect, frame)]
+                    hits = [b for b in boxes if iou(b, face_box) > 0.2]
+                    found += bool(hits)
+                    elsewhere += len(boxes) - len(hits)
+                rows.append({"detector": variant, "roi": roi is not None, "tiles": tiles, "face_px": size,
+                             "found": found, "faces": len(faces), "rate": round(found / len(faces), 3),
+                             "boxes_elsewhere": elsewhere})
+            for row in rows[-len(SWEEP_SIZES):]:
+                row["detect_ms_p50"] = timer.summary()["detect"]["p50_ms"]
+    return rows
+
+
+def format_sweep(rows: list[dict]) -> str:
+    """The sweep as a table: one line per set-up, the detection rate per face size."""
+    setups = list(dict.fromkeys((r["detector"], r["roi"], r["tiles"]) for r in rows))
+    lines = ["detection rate on ORL faces in a 640x480 doorway (photo width px): "
+             + "  ".join(f"{s:>4}" for s in SWEEP_SIZES) + "   detect p50   boxes elsewhere"]
+    for variant, roi, tiles in setups:
+        mine = [r for r in rows if (r["detector"], r["roi"], r["tiles"]) == (variant, roi, tiles)]
+        name = f"{variant}{' + ROI' if roi else ''}{f' + tiles {tiles}x{tiles}' if tiles > 1 else ''}"
+        lines.append(f"  {name:<62}" + "  ".join(f"{100 * r['rate']:>3.0f}%" for r in mine)
+                     + f"   {mine[0]['detect_ms_p50']:>6} ms   {sum(r['boxes_elsewhere'] for r in mine)}")
+    return "\n".join(lines)
+
+
+# --- the command ------------------------------------------------------------------------------------
 def format_report(report: dict) -> str:
     """Plain-text figures of :func:`bench`'s report."""
     lines = [f"{report['frames']} frames of {report['frame_size'][0]}x{report['frame_size'][1]}, "
@@ -191,8 +415,17 @@ def format_report(report: dict) -> str:
                      f"not in the replay), peak RSS {run['peak_rss_mb']} MB")
         for stage, s in run["stages"].items():
             lines.append(f"  {stage:<8} p50 {s['p50_ms']} ms  p95 {s['p95_ms']} ms  ({s['n']} calls)")
-    if "speed_ratio" in report:
-        lines.append(f"mobilefacenet is {report['speed_ratio']}x the frame rate of the dlib baseline")
+    if report["speedup_vs_baseline"] is not None:
+        lines.append(f"mobilefacenet is {report['speedup_vs_baseline']}x the frame rate of the dlib baseline")
+    else:
+        from kiosk.model.baseline import missing_note
+
+        lines.append(f"dlib baseline: {missing_note() or 'installed, not run (add --baseline)'}")
+    if (lat := report["post_latency_ms"]) is not None:
+        lines.append(f"first frame in view -> attendance post leaves ({lat['fps']:g} frames/s, {lat['walkers']} "
+                     f"walkers, {lat['posted']} posted): p50 {lat['p50_ms']} ms, max {lat['max_ms']} ms")
+    if report["detection_sweep"]:
+        lines.append(format_sweep(report["detection_sweep"]))
     return "\n".join(lines)
 
 
@@ -204,13 +437,27 @@ def positive_int(text: str) -> int:
     return value
 
 
+def non_negative_int(text: str) -> int:
+    """argparse type: a whole number of at least 0."""
+    value = int(text)
+    if value < 0:
+        raise ValueError(text)
+    return value
+
+
 def configure_parser(parser) -> None:
-    parser.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
+    parser.add_argument("--json", action="store_true", help="print one machine-readable JSON object (last line)")
     parser.add_argument("--frames", type=positive_int, default=160, metavar="N", help="frames to replay (default 160)")
     parser.add_argument("--baseline", action="store_true", help="also run the dlib baseline (optional extra)")
+    parser.add_argument("--walkers", type=non_negative_int, default=8, metavar="N",
+                        help="students crossing a 15 frames/s replay through the whole kiosk and the sandbox API "
+                             "to time first frame -> attendance post (default 8; 0 skips it)")
+    parser.add_argument("--detection-sweep", action="store_true",
+                        help="also measure which detector set-up finds faces 30-100 px wide in a doorway")
 
 
 def run_command(args, settings) -> int:
-    report = bench(settings, args.frames, args.baseline)
-    print(json.dumps(report, indent=1) if args.json else format_report(report))
+    """Prints the figures, or with ``--json`` one JSON object on one line (the last line of stdout)."""
+    report = bench(settings, args.frames, args.baseline, args.walkers, args.detection_sweep)
+    print(json.dumps(report, separators=(",", ":")) if args.json else format_report(report))
     return 0

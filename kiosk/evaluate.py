@@ -9,9 +9,13 @@ people are the probes. Reported per stack, summed over the folds:
 - ``false_rejects``: genuine probes not accepted, or accepted as the wrong person
   (``misidentified`` counts the latter alone);
 - the same for voted *tracks*: 5 probe photos of one person in a row (cyclic windows over the
-  probes, one track starting at each) through the kiosk's :class:`~kiosk.tracker.Decider`, with the
+  probes, one track starting at each) through the kiosk's policy
+  (:meth:`~kiosk.tracker.Decider.from_settings`, the track ending after its 5 frames), with the
   quality gate before embedding as in the pipeline. A track counts as accepted when it is
   ``"recognised"``.
+
+``--json`` prints one JSON object on the last line (see :func:`report`); ``--baseline`` adds the dlib
+stack, and says at once how to install it when it is missing.
 
 Example::
 
@@ -29,7 +33,7 @@ import numpy as np
 
 from kiosk.model.calibrate import ORL_PAD, Stack, open_stack
 from kiosk.model.match import Calibration, Gallery, best_match, decide
-from kiosk.tracker import Decider, IoUTracker
+from kiosk.tracker import STRONG_CONFIDENCE, Decider, IoUTracker
 
 EVAL_PEOPLE = tuple(f"s{i}" for i in range(21, 41))
 FOLDS = 4
@@ -122,8 +126,7 @@ def _vote_track(frames: list[Probe], gallery: Gallery, decider: Decider) -> str 
 def evaluate_k(probes: dict[str, list[Probe]], k: int, calibration: Calibration, settings) -> dict:
     """Single-photo and voted-track tallies for ``k`` enrolment photos, summed over the folds."""
     single, voted = Tally(), Tally()
-    decider = Decider(calibration, min_margin=settings.min_margin, votes_needed=settings.votes_needed,
-                      max_embeddings=max(settings.max_track_embeddings, settings.votes_needed), clock=lambda: 0.0)
+    decider = Decider.from_settings(settings, calibration, clock=lambda: 0.0)
     for enrolled, impostors in _folds(list(probes)):
         gallery = _gallery(probes, enrolled, k)
         for person in [*enrolled, *impostors]:
@@ -177,6 +180,21 @@ def format_report(run: dict) -> str:
     return "\n".join(lines)
 
 
+def format_side_by_side(rows: Sequence[dict]) -> str:
+    """One line per k with every stack's rank-1, false accepts and false rejects (single / voted)."""
+    stacks = list(dict.fromkeys(r["embedder"] for r in rows))
+    head = "".join(f" | {name:^38}" for name in stacks)
+    lines = ["side by side: rank-1, false accepts single/voted, false rejects single/voted", f"  k{head}"]
+    for k in dict.fromkeys(r["k"] for r in rows):
+        cells = []
+        for name in stacks:
+            r = next(x for x in rows if x["embedder"] == name and x["k"] == k)
+            cells.append(f" | {_pct(r['rank1']):>6}  FA {_pct(r['far_single']):>5}/{_pct(r['far_track']):<5}"
+                         f"  FR {_pct(r['frr_single']):>5}/{_pct(r['frr_track']):<5}")
+        lines.append(f"  {k}" + "".join(cells))
+    return "\n".join(lines)
+
+
 def configure_parser(parser) -> None:
     parser.add_argument("--json", action="store_true", help="print one machine-readable JSON object")
     parser.add_argument("--baseline", action="store_true", help="also run the dlib baseline (optional extra)")
@@ -184,15 +202,49 @@ def configure_parser(parser) -> None:
                         help="enrolment photos per person (repeatable; default 1 and 3)")
 
 
-def run_command(args, settings) -> int:
-    ks = tuple(args.k or (1, 3))
+def result_rows(runs: Sequence[dict]) -> list[dict]:
+    """One flat row per stack and k: ``embedder`` (the stack's name), ``method``, ``k``, and the
+    rates as fractions 0..1 (None when nothing was counted): ``rank1``, ``far_single``,
+    ``frr_single``, ``far_track``, ``frr_track``."""
+    rows = []
+    for run in runs:
+        for res in run["results"]:
+            single, voted = res["single"], res["voted"]
+            rows.append({"embedder": run["stack"], "method": run["method"], "k": res["k"],
+                         "rank1": single["rank1_rate"], "far_single": single["false_accept_rate"],
+                         "frr_single": single["false_reject_rate"], "far_track": voted["false_accept_rate"],
+                         "frr_track": voted["false_reject_rate"], "impostor_tracks": voted["impostor"],
+                         "false_accept_tracks": voted["false_accepts"], "genuine_tracks": voted["genuine"]})
+    return rows
+
+
+def report(settings, ks: Sequence[int] = (1, 3), baseline: bool = False) -> dict:
+    """The JSON-ready report of ``kiosk eval``: ``dataset``, ``results`` (see :func:`result_rows`),
+    the decision settings used, and ``runs`` (every count per stack). Raises BaselineUnavailable
+    before any work when ``baseline`` is asked for but the extra is not installed."""
+    from kiosk.model.baseline import require
+
+    if baseline:
+        require()
     runs = [evaluate(settings, "mobilefacenet", ks)]
-    if args.baseline:
+    if baseline:
         runs.append(evaluate(settings, "dlib", ks))
-    report = {"dataset": "ORL s21-s40", "folds": FOLDS, "track_frames": TRACK_FRAMES,
-              "min_margin": settings.min_margin, "votes_needed": settings.votes_needed, "runs": runs}
+    return {"dataset": "ORL s21-s40", "results": result_rows(runs), "folds": FOLDS, "track_frames": TRACK_FRAMES,
+            "min_margin": settings.min_margin, "votes_needed": settings.votes_needed,
+            "strong_confidence": STRONG_CONFIDENCE, "runs": runs}
+
+
+def run_command(args, settings) -> int:
+    """Prints the tables, or with ``--json`` one JSON object on one line (the last line of stdout)."""
+    from kiosk.model.baseline import missing_note
+
+    result = report(settings, tuple(args.k or (1, 3)), args.baseline)
     if args.json:
-        print(json.dumps(report, indent=1))
-    else:
-        print("\n\n".join(format_report(run) for run in runs))
+        print(json.dumps(result, separators=(",", ":")))
+        return 0
+    print("\n\n".join(format_report(run) for run in result["runs"]))
+    if len(result["runs"]) > 1:
+        print("\n" + format_side_by_side(result["results"]))
+    if not args.baseline:
+        print(f"\ndlib baseline: {missing_note() or 'installed, not run (add --baseline)'}")
     return 0

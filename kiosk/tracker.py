@@ -13,6 +13,13 @@ across the frame stays one track. A track that has no box for more than ``max_mi
 - a frame *votes* for a student when :func:`kiosk.model.match.decide` accepts it (confidence > 50 %
   and margin over the runner-up); a track becomes ``"recognised"`` when one student has
   ``votes_needed`` votes and more votes than all other students together. One frame never decides;
+- a last chance when the track would otherwise end without a name (it left the view, or used up
+  ``max_embeddings``): it is still ``"recognised"`` when its leader has at least 2 votes, *every one*
+  at or above ``strong_confidence`` % (83 % = a false-accept rate of 1e-5 per comparison), and no
+  other student has a vote. This rescues people whose crossing gave few usable frames (the quality
+  gate turned most away) without marking anyone on one frame or on weak agreement. It is part of
+  the kiosk's policy (:meth:`Decider.from_settings`); a bare ``Decider(...)`` leaves it off, and
+  ``end(track, last_chance=False)`` skips it when the class, not the person, ended the track;
 - ``"unknown"`` after ``max_embeddings`` embeddings without such a winner;
 - ``"undecided"`` when the track ends while still pending.
 
@@ -20,7 +27,7 @@ A decided track never changes its mind: later frames (a flicker of another ident
 
 Example::
 
-    tracker, decider = IoUTracker(max_missed=5), Decider(calibration, min_margin=0.05)
+    tracker, decider = IoUTracker(max_missed=5), Decider.from_settings(settings, calibration)
     update = tracker.update(detections)          # detections have .box
     for track, det in update.matched:
         if decider.wants(track) and quality_ok(det):
@@ -43,6 +50,7 @@ from kiosk.model.match import Calibration, Match, decide
 Box = tuple[float, float, float, float]  # x1, y1, x2, y2 in frame pixels
 State = Literal["pending", "recognised", "unknown", "undecided"]
 Clock = Callable[[], float]
+STRONG_CONFIDENCE = 83  # % = FAR 1e-5 per comparison on the committed calibration (see docs/recognition.md)
 
 
 def iou(a: Box, b: Box) -> float:
@@ -206,7 +214,11 @@ class Decider:
     """The voting policy (see the module docstring); holds no tracks itself, only its settings."""
 
     def __init__(self, calibration: Calibration, *, min_margin: float = 0.05, votes_needed: int = 3,
-                 max_embeddings: int = 8, clock: Clock = time.monotonic):
+                 max_embeddings: int = 8, strong_confidence: int | None = None,
+                 clock: Clock = time.monotonic):
+        """``strong_confidence``: % every vote of a 2-vote last-chance decision must reach; None (the
+        constructor's default) turns the last chance off, so only ``votes_needed`` votes recognise.
+        :meth:`from_settings` turns it on at :data:`STRONG_CONFIDENCE`."""
         if votes_needed < 2:
             raise ValueError("votes_needed must be at least 2: one frame never decides.")
         if max_embeddings < votes_needed:
@@ -215,7 +227,16 @@ class Decider:
         self.min_margin = min_margin
         self.votes_needed = votes_needed
         self.max_embeddings = max_embeddings
+        self.strong_confidence = strong_confidence
         self._clock = clock
+
+    @classmethod
+    def from_settings(cls, settings: Any, calibration: Calibration, *, clock: Clock = time.monotonic) -> Decider:
+        """The kiosk's decider: ``min_margin``, ``votes_needed`` and ``max_track_embeddings`` from the
+        settings (the same policy for the pipeline, ``kiosk eval`` and ``kiosk bench``)."""
+        return cls(calibration, min_margin=settings.min_margin, votes_needed=settings.votes_needed,
+                   max_embeddings=max(settings.max_track_embeddings, settings.votes_needed),
+                   strong_confidence=STRONG_CONFIDENCE, clock=clock)
 
     def wants(self, track: Track) -> bool:
         """True while the track is pending and has had fewer than ``max_embeddings`` embeddings."""
@@ -236,15 +257,29 @@ class Decider:
             track.confidence = int(np.median(track.vote_confidences[winner]) + 0.5)
             return self._event(track, now)
         if track.embeddings_used >= self.max_embeddings:
-            track.state = "unknown"
-            return self._event(track, now)
+            return self._last_chance(track, "unknown", now)
         return None
 
-    def end(self, track: Track, now: float | None = None) -> TrackEvent | None:
-        """The track ended: ``"undecided"`` event if it was still pending, else None."""
+    def end(self, track: Track, now: float | None = None, *, last_chance: bool = True) -> TrackEvent | None:
+        """The track ended: if it was still pending, its last-chance decision (``"recognised"`` by
+        strong unanimous votes, else ``"undecided"``); None if it was already decided.
+        ``last_chance`` False: straight to ``"undecided"`` (the class ended: nobody is marked now)."""
         if track.state != "pending":
             return None
-        track.state = "undecided"
+        if not last_chance:
+            track.state = "undecided"
+            return self._event(track, now)
+        return self._last_chance(track, "undecided", now)
+
+    def _last_chance(self, track: Track, otherwise: State, now: float | None) -> TrackEvent:
+        """Recognises a track with >= 2 votes, all strong, for one student only; else ``otherwise``."""
+        confidences = list(track.vote_confidences.values())
+        if (self.strong_confidence is not None and len(confidences) == 1 and len(confidences[0]) >= 2
+                and min(confidences[0]) >= self.strong_confidence):
+            track.state, track.user_id = "recognised", next(iter(track.vote_confidences))
+            track.confidence = int(np.median(confidences[0]) + 0.5)
+        else:
+            track.state = otherwise
         return self._event(track, now)
 
     def _winner(self, track: Track) -> str | None:

@@ -1,12 +1,27 @@
 """`kiosk bench`: the replay it composes, and a short real run that prints every figure."""
 
+import importlib
 import json
 
 import numpy as np
 import pytest
 
-from kiosk import cli
-from kiosk.bench import PASS_FRAMES, STAGES, Timer, compose_frames, walkers
+from kiosk import cli, datasets
+from kiosk.bench import (
+    GAP_FRAMES,
+    PASS_FRAMES,
+    STAGES,
+    WALK_FRAMES,
+    DoorSource,
+    Timer,
+    _latency_figures,
+    compose_frames,
+    detection_sweep,
+    doorway_frame,
+    format_sweep,
+    headline,
+    walkers,
+)
 
 
 def fake_faces():
@@ -35,15 +50,93 @@ def test_timer_reports_p50_p95_per_stage():
     assert summary["embed"] == {"n": 0, "p50_ms": None, "p95_ms": None}
 
 
+def test_door_source_notes_when_each_walker_first_appears_and_then_ends():
+    ticks = iter(range(1000))
+    source = DoorSource(fake_faces(), ["s21", "s22"], fps=0, clock=lambda: float(next(ticks)))
+    with source:
+        frames = list(iter(source.read, None))
+    assert len(frames) == 2 * (WALK_FRAMES + GAP_FRAMES)
+    assert all(f.image.shape == (480, 640, 3) for f in frames)
+    assert source.first_seen == {"s21": frames[0].timestamp, "s22": frames[WALK_FRAMES + GAP_FRAMES].timestamp}
+    empty = frames[WALK_FRAMES].image
+    assert np.array_equal(empty, frames[-1].image)  # the doorway is empty between walkers
+    assert not np.array_equal(frames[0].image, empty)
+
+
+def test_latency_is_from_first_frame_to_the_post_and_missing_posts_are_counted():
+    first_seen = {"s1": 10.0, "s2": 20.0, "s3": 30.0}
+    posted = {"u1": 10.2, "u2": 20.5}
+    figures = _latency_figures(["s1", "s2", "s3", "s1"], first_seen, posted, lambda p: "u" + p[1:])
+    assert figures["each_ms"] == [200.0, 500.0]
+    assert (figures["p50_ms"], figures["max_ms"]) == (350.0, 500.0)
+    assert (figures["walkers"], figures["posted"], figures["never_posted"]) == (3, 2, 1)
+
+
+def test_headline_figures_and_the_speed_ratio():
+    def run(fps, detect, frame):
+        stage = {"detect": {"p50_ms": detect}, "embed": {"p50_ms": 14.0}, "frame": {"p50_ms": frame}}
+        return {"fps": fps, "stages": stage, "peak_rss_mb": 120.0}
+
+    ours = headline({"mobilefacenet": run(90.0, 5.0, 6.0)})
+    assert ours["baseline"] is None and ours["speedup_vs_baseline"] is None
+    both = headline({"mobilefacenet": run(90.0, 5.0, 6.0), "dlib": run(15.0, 40.0, 45.0)})
+    assert both["speedup_vs_baseline"] == 6.0
+    assert both["baseline"]["fps"] == 15.0 and both["baseline"]["frame_ms_p50"] == 45.0
+    assert (both["fps"], both["detect_ms_p50"], both["frame_ms_p50"]) == (90.0, 5.0, 6.0)
+
+
+def test_bench_baseline_without_dlib_says_how_to_install_before_any_work(capsys, monkeypatch):
+    real = importlib.import_module
+
+    def no_dlib(name, *args):
+        if name == "dlib":
+            raise ImportError("No module named 'dlib'")
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", no_dlib)
+    monkeypatch.setattr(datasets, "orl_faces", lambda settings: pytest.fail("the benchmark ran"))
+    assert cli.main(["bench", "--baseline", "--json"]) == 1
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "dlib baseline is not installed" in err and "pip install 'kiosk[baseline]'" in err
+
+
 @pytest.mark.slow
 def test_kiosk_bench_json_prints_every_figure(capsys, orl, models_dir, monkeypatch):
     monkeypatch.delenv("KIOSK_CONFIG", raising=False)
-    assert cli.main(["bench", "--json", "--frames", "20"]) == 0
-    report = json.loads(capsys.readouterr().out)
-    assert report["frame_size"] == [640, 480] and report["frames"] == 20
+    assert cli.main(["bench", "--json", "--frames", "20", "--walkers", "2"]) == 0
+    report = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert report["frame_size"] == [640, 480] and report["frames"] == 20 and report["detector"] == "full"
+    for key in ("detect_ms_p50", "embed_ms_p50", "frame_ms_p50", "fps", "peak_rss_mb"):
+        assert report[key] > 0, key
+    assert report["baseline"] is None and report["speedup_vs_baseline"] is None
     run = report["runs"]["mobilefacenet"]
-    assert {"stages", "fps", "tracks", "decisions", "peak_rss_mb", "seconds"} <= set(run)
     assert set(run["stages"]) == set(STAGES)
-    assert run["stages"]["detect"]["n"] == 20
-    assert run["fps"] > 0 and run["peak_rss_mb"] > 0
+    assert run["stages"]["detect"]["n"] == run["stages"]["frame"]["n"] == 20
     assert run["tracks"] >= 1 and run["recognised_not_in_replay"] == 0
+    latency = report["post_latency_ms"]
+    # two enrolled roster students cross the door: both are posted, each after their first frame
+    assert (latency["walkers"], latency["posted"], latency["never_posted"]) == (2, 2, 0)
+    assert all(ms > 0 for ms in latency["each_ms"]) and latency["max_ms"] >= latency["p50_ms"]
+
+
+def test_doorway_frame_places_the_face_where_it_says():
+    face = np.zeros((112, 92), np.uint8)
+    frame, box = doorway_frame(face, 46)
+    assert frame.shape == (480, 640, 3)
+    x1, y1, x2, y2 = (round(v) for v in box)
+    assert (x2 - x1, y2 - y1) == (46, 56)
+    assert frame[(y1 + y2) // 2, (x1 + x2) // 2].tolist() == [0, 0, 0]  # the (black) face is there
+    assert frame[5, 5].tolist() == [120, 110, 100]
+
+
+@pytest.mark.slow
+def test_detection_sweep_shows_tiles_and_roi_find_the_small_faces_the_whole_frame_misses(orl, face_settings):
+    people = {p: orl[p] for p in ("s1", "s2", "s3", "s4", "s5")}
+    rows = detection_sweep(face_settings, people)
+    rate = {(r["detector"], r["roi"], r["tiles"], r["face_px"]): r["rate"] for r in rows}
+    assert rate[("full", True, 2, 40)] >= 0.8 > rate[("full", False, 1, 40)]
+    assert rate[("full", False, 1, 100)] == 1.0
+    assert rate[("short", False, 1, 40)] == 0.0
+    assert all(r["faces"] == 5 and r["detect_ms_p50"] > 0 for r in rows)
+    assert "full + ROI + tiles 2x2" in format_sweep(rows)

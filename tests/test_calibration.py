@@ -94,3 +94,46 @@ def test_pair_scores_split_genuine_and_impostor_pairs_and_skip_missing_faces():
     genuine, impostor = pair_scores({"p1": [a, a, None], "p2": [b]})
     assert sorted(genuine) == [1.0]
     assert sorted(impostor) == [0.0, 0.0]
+
+
+def _rerun(tmp_path, monkeypatch, *extra):
+    from kiosk import cli
+
+    monkeypatch.delenv("KIOSK_CONFIG", raising=False)
+    out = tmp_path / "calibration.json"
+    assert cli.main(["calibrate", "--out", str(out), *extra]) == 0
+    return json.loads(out.read_text())
+
+
+def _same_calibration(new: dict, old: dict) -> None:
+    assert (new["method"], new["genuine"], new["impostor"], new["far_at_50"]) == \
+        (old["method"], old["genuine"], old["impostor"], old["far_at_50"])
+    assert np.allclose(np.array(new["knots"]), np.array(old["knots"]), atol=2e-3)
+    assert [r["confidence"] for r in new["table"]] == [r["confidence"] for r in old["table"]]
+    assert np.allclose([r["far"] for r in new["table"]], [r["far"] for r in old["table"]], atol=2e-4)
+
+
+@pytest.mark.slow
+def test_rerunning_the_calibration_reproduces_the_committed_file(tmp_path, monkeypatch, orl, models_dir, committed):
+    """`kiosk calibrate` on ORL s1-s20 gives the committed MobileFaceNet entry again (float noise aside)."""
+    new = _rerun(tmp_path, monkeypatch)
+    assert new["format"] == committed["format"] and new["far_at_50"] == committed["far_at_50"]
+    _same_calibration(new["methods"]["mobilefacenet-v1"], committed["methods"]["mobilefacenet-v1"])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not __import__("kiosk.model.baseline").model.baseline.available(),
+                    reason="the optional dlib baseline is not installed")
+def test_rerunning_the_baseline_calibration_reproduces_the_committed_file(tmp_path, monkeypatch, orl, committed):
+    new = _rerun(tmp_path, monkeypatch, "--baseline")
+    _same_calibration(new["methods"]["dlib-resnet-v1"], committed["methods"]["dlib-resnet-v1"])
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_the_posted_percent_rises_with_similarity(method):
+    """Between 0 % and 100 % every step up in similarity gives a higher % (a constant would fail)."""
+    cal = Calibration.load(method)
+    low, high = cal.similarity_at(1), cal.similarity_at(99)
+    confs = [cal.confidence(s) for s in np.linspace(low, high, 12)]
+    assert np.all(np.diff(confs) > 0), confs
+    assert confs[0] < 50 < confs[-1]

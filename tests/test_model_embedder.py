@@ -57,7 +57,7 @@ def test_same_person_is_closer_than_another_person(engine, crops):
 
 @pytest.mark.slow
 def test_orl_genuine_pairs_are_far_more_similar_than_impostor_pairs(engine, orl):
-    """All 400 ORL photos: measured genuine mean 0.86, impostor mean 0.10 (see the report)."""
+    """All 400 ORL photos (1,800 genuine, 78,000 impostor pairs): measured genuine mean 0.86, impostor mean 0.10."""
     vectors = {}
     for person, photos in orl.items():
         frames = [orl_padded_rgb(img) for img in photos]
@@ -73,6 +73,9 @@ def test_orl_genuine_pairs_are_far_more_similar_than_impostor_pairs(engine, orl)
     assert sum(len(v) for v in vectors.values()) >= 390
     assert np.mean(genuine) > np.mean(impostor) + 0.5
     assert np.mean(genuine) > 0.7 and np.mean(impostor) < 0.3
+    # the issue's floors (a reference pipeline: 0.88 and 0.50; measured here 0.887 and 0.500)
+    assert np.median(genuine) >= 0.80
+    assert np.percentile(impostor, 99.9) <= 0.55
 
 
 def test_closed_embedder_fails_plainly(models_dir):

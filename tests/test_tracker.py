@@ -21,6 +21,7 @@ def match(user, sim=GOOD, margin=0.3):
 
 
 def decider(**kw):
+    kw.setdefault("strong_confidence", 83)  # the kiosk's policy (Decider.from_settings)
     return Decider(CAL, min_margin=0.05, votes_needed=3, max_embeddings=6, clock=lambda: 99.0, **kw)
 
 
@@ -177,3 +178,62 @@ def test_a_jittery_detector_does_not_split_a_slow_walker():
         size = 104 if t % 2 else 124
         ids |= {track.id for track, _ in tracker.update([(x, 77, x + size, 77 + size)], now=t).matched}
     assert ids == {1}
+
+
+# --- the last chance: two strong, unanimous votes recognise a track that would otherwise end unnamed ----
+STRONG = 0.7  # -> 83 %, exactly the strong threshold
+ACCEPTED_NOT_STRONG = 0.6  # -> 67 %: a vote, but not a strong one
+
+
+def test_two_strong_unanimous_votes_recognise_a_track_when_it_ends():
+    d, track = decider(), new_track()
+    assert [d.observe(track, match("a", s)) for s in (STRONG, 0.8)] == [None, None]  # not before it ends
+    assert track.state == "pending"
+    event = d.end(track, now=7.0)
+    assert (event.kind, event.user_id, event.at, event.embeddings_used) == ("recognised", "a", 7.0, 2)
+    assert event.confidence == round((CAL.confidence(STRONG) + CAL.confidence(0.8)) / 2)
+
+
+@pytest.mark.parametrize("sims_and_users", [
+    [(STRONG, "a")],                                   # one frame never decides, however strong
+    [(STRONG, "a"), (ACCEPTED_NOT_STRONG, "a")],       # a vote below the strong threshold
+    [(STRONG, "a"), (STRONG, "a"), (STRONG, "b")],     # another student has a vote
+    [(WEAK, "a"), (WEAK, "a"), (STRONG, "a")],         # frames that do not vote do not count
+])
+def test_the_last_chance_needs_two_strong_votes_for_one_student_only(sims_and_users):
+    d, track = decider(), new_track()
+    for sim, user in sims_and_users:
+        assert d.observe(track, match(user, sim)) is None
+    event = d.end(track)
+    assert (event.kind, event.user_id) == ("undecided", None)
+
+
+def test_the_last_chance_also_applies_when_the_embeddings_run_out():
+    d, track = decider(), new_track()
+    events = [d.observe(track, match("a", sim)) for sim in (STRONG, WEAK, WEAK, WEAK, WEAK, STRONG)]
+    assert events[:-1] == [None] * 5
+    assert (events[-1].kind, events[-1].user_id) == ("recognised", "a")  # not "unknown"
+
+
+def test_the_last_chance_can_be_turned_off():
+    d, track = decider(strong_confidence=None), new_track()
+    for _ in range(2):
+        d.observe(track, match("a", 0.8))
+    assert d.end(track).kind == "undecided"
+    assert Decider(CAL).strong_confidence is None  # a bare Decider keeps the plain votes_needed rule
+
+
+def test_a_track_ended_by_the_end_of_class_gets_no_last_chance():
+    d, track = decider(), new_track()
+    for _ in range(2):
+        d.observe(track, match("a", 0.8))
+    event = d.end(track, last_chance=False)
+    assert (event.kind, event.user_id) == ("undecided", None)
+
+
+def test_from_settings_takes_the_kiosks_policy():
+    class Settings:
+        min_margin, votes_needed, max_track_embeddings = 0.07, 4, 9
+
+    d = Decider.from_settings(Settings, CAL, clock=lambda: 5.0)
+    assert (d.min_margin, d.votes_needed, d.max_embeddings, d.strong_confidence) == (0.07, 4, 9, 83)

@@ -62,6 +62,18 @@ def available() -> bool:
     return all(importlib.util.find_spec(name) is not None for name in ("dlib", "face_recognition_models"))
 
 
+def require() -> None:
+    """Imports dlib and finds its model files, or raises BaselineUnavailable saying how to install them.
+    Commands call it before any long work, so a missing extra is reported at once."""
+    _dlib()
+    _model_file("dlib_face_recognition_resnet_model_v1.dat")
+
+
+def missing_note() -> str | None:
+    """A plain sentence when the extra is not installed ("not installed; install ..."), None when it is."""
+    return None if available() else f"not installed; {INSTALL_HINT}"
+
+
 def _keypoints(points: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
     """Six keypoints (types.KEYPOINT_NAMES order) from dlib's 5 points: two corners per eye, then the nose."""
     eye_a, eye_b = points[0:2].mean(axis=0), points[2:4].mean(axis=0)
