@@ -13,12 +13,18 @@ systemd (``Type=notify``): ``READY=1`` once the page listens; ``WATCHDOG=1`` onl
 healthy: idle (no class), or a class whose camera loop ticked in the last :data:`STALL_SECONDS`. A hung
 camera loop stops the pings, and systemd restarts the service. SIGTERM/SIGINT stop it: the class ends,
 the outbox flushes for at most 5 s, what is left goes to the spool.
+
+Output: the kiosk's ``logging`` records (INFO and up; other libraries' WARNING and up) go to stdout as
+one short line each (``kiosk: <message>``, no tracebacks); systemd puts them in the journal. The red
+LED's error blink has two reasons: the camera (set by the pipeline) and recording (set here while the
+outbox is unhealthy: the API is down or the teacher must log in again).
 """
 
 from __future__ import annotations
 
 import contextlib
 import email.utils
+import logging
 import signal
 import ssl
 import sys
@@ -122,6 +128,54 @@ def check_clock(url: str, *, timeout: float, head: Callable[..., Any] | None = N
     side = "behind" if skew > 0 else "ahead of"
     return (f"kiosk: warning: this clock is {abs(skew) / 60:.0f} min {side} the API's; "
             "check time sync (timesyncd/chrony).")
+
+
+# --- output ------------------------------------------------------------------------------------------
+class ShortFormatter(logging.Formatter):
+    """``kiosk: <message>`` on one line; an exception is named by its type only (its text and traceback
+    may carry a student ID or a URL with a password)."""
+
+    def __init__(self) -> None:
+        super().__init__("kiosk: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(logging.makeLogRecord({**record.__dict__, "exc_info": None, "exc_text": None,
+                                                     "stack_info": None}))
+        if record.exc_info and record.exc_info[0] is not None:
+            text += f" ({record.exc_info[0].__name__})"
+        return text.replace("\n", " ")
+
+
+@contextlib.contextmanager
+def log_to(stream: Any = None, *, level: int = logging.INFO):
+    """Within the block, log records go to ``stream`` (default: stdout at the time of the call) as short
+    lines: the kiosk's own from ``level``, other libraries' from WARNING. Restores the loggers after."""
+    handler = logging.StreamHandler(stream if stream is not None else sys.stdout)
+    handler.setFormatter(ShortFormatter())
+    root, ours = logging.getLogger(), logging.getLogger("kiosk")
+    before = root.level, ours.level
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    ours.setLevel(level)
+    try:
+        yield handler
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before[0])
+        ours.setLevel(before[1])
+
+
+def recording_signal(feedback: Any) -> Callable[[bool], None]:
+    """An outbox health listener that shows "marks cannot be recorded" on the LED (reason ``recording``)."""
+    from kiosk.feedback import ERROR_RECORDING
+
+    def show(healthy: bool) -> None:
+        if healthy:
+            feedback.clear_error(ERROR_RECORDING)
+        else:
+            feedback.error(ERROR_RECORDING)
+
+    return show
 
 
 # --- signals ----------------------------------------------------------------------------------------
@@ -253,14 +307,24 @@ def make_server(app: Any, settings: Any) -> WaitressServer | TLSServer:
 
 # --- building the kiosk ---------------------------------------------------------------------------
 class Services(contextlib.ExitStack):
-    """Everything ``kiosk run`` builds; closing it stops them in a safe order (class, outbox, pins)."""
+    """Everything ``kiosk run`` builds; closing it stops them in a safe order (class, outbox, pins).
 
-    def __init__(self, settings: Any):
+    The keyword arguments are seams for tests and other front ends: ``engine`` (None: built from the
+    settings on first use), ``camera()`` returning a new, unopened FrameSource (None: ``settings.camera``),
+    and ``outbox_options`` passed on to :class:`~kiosk.outbox.Outbox` (e.g. ``backoff_cap`` seconds).
+    """
+
+    def __init__(self, settings: Any, *, engine: Any = None, camera: Callable[[], Any] | None = None,
+                 outbox_options: dict[str, Any] | None = None):
         super().__init__()
         self.settings = settings
+        self._engine = engine
+        self._camera_factory = camera
+        self._outbox_options = dict(outbox_options or {})
         self.watch = PipelineWatch()
         self.kiosk: Any = None
         self.outbox: Any = None
+        self._closing_since: float | None = None
 
     def build(self) -> Services:
         """Make the parts; on a failure, closes what was made and re-raises."""
@@ -283,20 +347,33 @@ class Services(contextlib.ExitStack):
         if feedback is not None:
             stack.callback(feedback.close)
         _make_state_dir(settings.state_dir)
-        self.outbox = Outbox(settings.state_dir, client_for=self._client_for, events=bus)
+        self.outbox = Outbox(settings.state_dir, client_for=self._client_for, events=bus, **self._outbox_options)
+        if feedback is not None:
+            self.outbox.on_health_change(recording_signal(feedback))
         spooled = self.outbox.load_spool()
         if spooled:
             print(f"kiosk: {spooled} undelivered mark(s) from the last run wait for their teacher.", flush=True)
         self.outbox.start()
-        stack.callback(self.outbox.stop, 1.0)  # after the kiosk's own 5 s flush: spool what is left
-        self.kiosk = Kiosk(settings, events=bus, outbox=self.outbox, feedback=feedback,
+        stack.callback(self._stop_outbox)  # after the kiosk's own flush: spool what is left
+        self.kiosk = Kiosk(settings, engine=self._engine, events=bus, outbox=self.outbox, feedback=feedback,
                            pipeline_factory=self._make_pipeline, source_factory=self._camera)
         stack.callback(self.kiosk.close)  # ends the class, flushes the teacher's marks (<= 5 s)
+        stack.callback(self._closing)  # runs first: the 5 s flush budget starts now
+
+    def _closing(self) -> None:
+        self._closing_since = time.monotonic()
+
+    def _stop_outbox(self) -> None:
+        """Stop the outbox with what is left of the 5 s flush budget (the kiosk's flush used some)."""
+        since = self._closing_since if self._closing_since is not None else time.monotonic()
+        self.outbox.stop(max(0.0, OUTBOX_FLUSH_SECONDS - (time.monotonic() - since)))
 
     def _client_for(self, teacher: str) -> Any:
         return self.kiosk.client_for(teacher) if self.kiosk is not None else None
 
     def _camera(self) -> Any:
+        if self._camera_factory is not None:
+            return self._camera_factory()
         from kiosk.camera import open_source
 
         return open_source(self.settings.camera, self.settings)
@@ -341,6 +418,7 @@ def run_command(args: Any, settings: Any, *, stop: threading.Event | None = None
     """Serve until SIGTERM/SIGINT (or ``stop`` is set); 0 after a clean stop, 1 when start-up fails."""
     stop = stop or threading.Event()
     with contextlib.ExitStack() as stack:
+        stack.enter_context(log_to())
         if threading.current_thread() is threading.main_thread():
             stack.enter_context(stop_on_signals(stop))
         notifier = stack.enter_context(notifier or Notifier())

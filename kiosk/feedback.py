@@ -12,7 +12,11 @@ Example::
 
     with Feedback(settings) as feedback:
         feedback.recognised()        # green ~1.5 s and one short beep
-        feedback.error()             # red blinks slowly until clear_error()
+        feedback.error("camera")     # red blinks slowly until every reason is cleared
+        feedback.clear_error("camera")
+
+The error blink has reasons (:data:`ERROR_CAMERA`, :data:`ERROR_RECORDING`, or any short word): it stays
+on while at least one is set, so the camera coming back never hides an API outage, nor the reverse.
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ PI_MODEL_FILE = Path("/proc/device-tree/model")
 HISTORY_SIZE = 50
 Clock = Callable[[], float]
 SIGNALS = ("recognised", "already_marked", "unknown", "error", "clear_error")
+ERROR_CAMERA = "camera"  # the running class's camera failed and is being reopened
+ERROR_RECORDING = "recording"  # marks cannot reach the API: upstream down, or the teacher must log in again
 
 
 class PinSettings(Protocol):
@@ -121,7 +127,7 @@ class Feedback:
         self._clock = clock
         self._lock = threading.Lock()
         self._history: deque[tuple[float, str]] = deque(maxlen=HISTORY_SIZE)
-        self._error_active = False
+        self._error_reasons: set[str] = set()
         self._closed = False
         self.green = self.red = self.buzzer = None
         try:
@@ -149,21 +155,28 @@ class Feedback:
     def unknown(self) -> None:
         """A face not on the roster: red ~1 s (while the error blink is on, it is kept instead)."""
         with self._lock:
-            if self._record("unknown") and not self._error_active:
+            if self._record("unknown") and not self._error_reasons:
                 self.red.blink(on_time=self.timings.unknown_on, off_time=0, n=1)
 
-    def error(self) -> None:
-        """Marks cannot be recorded (nobody logged in, API down): red blinks slowly until cleared."""
+    def error(self, reason: str = ERROR_RECORDING) -> None:
+        """Something stops the kiosk from recording (``reason``, e.g. :data:`ERROR_CAMERA`): red blinks
+        slowly until every reason is cleared. Repeating a reason that is already set does nothing."""
         with self._lock:
-            if self._record("error") and not self._error_active:
-                self._error_active = True
+            if self._closed or reason in self._error_reasons:
+                return
+            self._record("error")
+            if not self._error_reasons:
                 self.red.blink(on_time=self.timings.error_on, off_time=self.timings.error_off)
+            self._error_reasons.add(reason)
 
-    def clear_error(self) -> None:
-        """Stop the error blink (recording works again); does nothing when no error is shown."""
+    def clear_error(self, reason: str = ERROR_RECORDING) -> None:
+        """``reason`` is resolved; the blink stops once no other reason remains. Unset reasons do nothing."""
         with self._lock:
-            if self._record("clear_error") and self._error_active:
-                self._error_active = False
+            if self._closed or reason not in self._error_reasons:
+                return
+            self._record("clear_error")
+            self._error_reasons.discard(reason)
+            if not self._error_reasons:
                 self.red.off()
 
     def _record(self, name: str) -> bool:
@@ -175,8 +188,14 @@ class Feedback:
 
     @property
     def error_active(self) -> bool:
-        """True while the slow red error blink is on."""
-        return self._error_active
+        """True while the slow red error blink is on (at least one reason is set)."""
+        return bool(self._error_reasons)
+
+    @property
+    def error_reasons(self) -> frozenset[str]:
+        """The reasons the error blink is on for; empty when it is off."""
+        with self._lock:
+            return frozenset(self._error_reasons)
 
     def recent(self) -> list[tuple[float, str]]:
         """The latest signals, oldest first, as (monotonic seconds, name); names are :data:`SIGNALS`."""

@@ -112,6 +112,9 @@ class Outbox:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._busy = False  # a delivery is in flight
+        self._health_lock = threading.Lock()
+        self._health_listeners: list[Callable[[bool], None]] = []
+        self._last_health = True
 
     # --- what the rest of the kiosk calls -----------------------------------------------------
     def submit(self, mark: Mark) -> int:
@@ -172,6 +175,27 @@ class Outbox:
     def _healthy(self) -> bool:
         waiting = {e.mark.teacher for e in self._entries.values()}
         return self._failures == 0 and not (self._login_needed & waiting)
+
+    def on_health_change(self, listener: Callable[[bool], None]) -> None:
+        """Call ``listener(healthy)`` from now on whenever :attr:`healthy` changes (e.g. to drive the error
+        LED); it is called at once when the outbox is unhealthy already. It must return quickly."""
+        with self._health_lock:
+            self._health_listeners.append(listener)
+            healthy = self.healthy
+            if healthy != self._last_health:  # a change not published yet: everyone hears it now
+                self._last_health = healthy
+                self._tell(self._health_listeners, healthy)
+            elif not healthy:
+                self._tell([listener], healthy)
+
+    @staticmethod
+    def _tell(listeners: list[Callable[[bool], None]], healthy: bool) -> None:
+        """Call each listener (caller holds the health lock); a failing one is reported and skipped."""
+        for listener in listeners:
+            try:
+                listener(healthy)
+            except Exception as exc:  # a broken listener must not stop deliveries
+                log.warning("Outbox: a health listener failed (%s).", type(exc).__name__)
 
     def status(self) -> dict[str, Any]:
         """The outbox as the page shows it (also the payload of the ``outbox`` event)."""
@@ -382,5 +406,12 @@ class Outbox:
         log.warning("Outbox: the attendance API refused a mark (%s); it is listed on the page.", status)
 
     def _publish(self) -> None:
-        if self._events is not None:
-            self._events.publish("outbox", self.status())
+        """Tell the page (an ``outbox`` event) and the health listeners (on a change only)."""
+        with self._health_lock:  # one publisher at a time, so listeners see changes in order
+            status = self.status()
+            if self._events is not None:
+                self._events.publish("outbox", status)
+            if status["healthy"] == self._last_health:
+                return
+            self._last_health = status["healthy"]
+            self._tell(self._health_listeners, status["healthy"])

@@ -38,6 +38,7 @@ import numpy as np
 
 from kiosk.camera.base import FrameSource
 from kiosk.errors import CameraError, EnrollmentRefused, KioskError
+from kiosk.feedback import ERROR_CAMERA
 from kiosk.model.match import Calibration, Gallery, best_match
 from kiosk.tracker import Decider, IoUTracker, Track, TrackEvent
 
@@ -161,9 +162,7 @@ class Pipeline:
                 return
             run = _Run(capture=self._capture_factory(self.source_factory),
                        tracker=IoUTracker(max_missed=5, clock=self._clock),
-                       decider=Decider(self.calibration, min_margin=self.settings.min_margin,
-                                       votes_needed=self.settings.votes_needed,
-                                       max_embeddings=self.settings.max_track_embeddings, clock=self._clock),
+                       decider=Decider.from_settings(self.settings, self.calibration, clock=self._clock),
                        stop=threading.Event())
             run.thread = threading.Thread(target=self._loop, args=(run,), name="kiosk-pipeline", daemon=True)
             self.last_tick = self._clock()
@@ -189,7 +188,7 @@ class Pipeline:
                 print(f"Pipeline: the worker did not stop within {timeout:g} s.", file=sys.stderr, flush=True)
         self.last_tick = None
         if self._camera_error_shown and self.feedback is not None:
-            self.feedback.clear_error()
+            self.feedback.clear_error(ERROR_CAMERA)
         self._camera_error_shown = False
 
     close = stop
@@ -249,8 +248,8 @@ class Pipeline:
                 self._frame_failed(exc)
             self._camera_ok()
             self._maybe_publish_status(run)
-        for track in run.tracker.end_all():
-            if (event := run.decider.end(track)) is not None:
+        for track in run.tracker.end_all():  # the class ended, not the person's crossing: nobody is marked now
+            if (event := run.decider.end(track, last_chance=False)) is not None:
                 self._count(event)
 
     def _idle(self, run: _Run) -> None:
@@ -259,13 +258,13 @@ class Pipeline:
         if state in ("ended", "stopped"):
             run.stop.wait(GET_TIMEOUT)
         if state == "reconnecting" and not self._camera_error_shown and self.feedback is not None:
-            self.feedback.error()
+            self.feedback.error(ERROR_CAMERA)
             self._camera_error_shown = True
         self._maybe_publish_status(run)
 
     def _camera_ok(self) -> None:
         if self._camera_error_shown and self.feedback is not None:
-            self.feedback.clear_error()
+            self.feedback.clear_error(ERROR_CAMERA)
         self._camera_error_shown = False
 
     def _process(self, image: np.ndarray, run: _Run) -> None:

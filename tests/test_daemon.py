@@ -71,13 +71,14 @@ def test_an_unreachable_api_gives_no_clock_warning():
     assert check_clock("http://api/api", timeout=1, head=head) is None
 
 
-def test_sigterm_sets_the_stop_event_and_the_old_handler_comes_back():
-    before = signal.getsignal(signal.SIGTERM)
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_sigterm_and_sigint_set_the_stop_event_and_the_old_handler_comes_back(signum):
+    before = signal.getsignal(signum)
     stop = threading.Event()
     with stop_on_signals(stop):
-        os.kill(os.getpid(), signal.SIGTERM)
+        os.kill(os.getpid(), signum)
         assert stop.wait(5)
-    assert signal.getsignal(signal.SIGTERM) is before
+    assert signal.getsignal(signum) is before
 
 
 def test_the_status_line_names_no_one():
@@ -189,6 +190,7 @@ class Daemon:
         (tmp_path / "replay").mkdir(exist_ok=True)
         (tmp_path / "kiosk.toml").write_text("")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        (tmp_path / "n.sock").unlink(missing_ok=True)  # left by an earlier run in the same folder
         self.notify.bind(str(tmp_path / "n.sock"))
         self.notify.settimeout(30)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("KIOSK_", "NOTIFY_", "WATCHDOG_"))}
@@ -278,3 +280,45 @@ def test_kiosk_run_says_so_when_the_port_is_taken(tmp_path):
         daemon.stop()
     assert code == 1
     assert f"cannot listen on 127.0.0.1:{port}" in "".join(daemon.output)
+
+
+# --- output and the error LED ------------------------------------------------------------------------
+def test_log_records_become_short_stdout_lines_without_exception_text():
+    import io
+    import logging
+
+    from kiosk.daemon import log_to
+
+    out = io.StringIO()
+    with log_to(out):
+        logging.getLogger("kiosk.outbox").info("Outbox: %d mark(s) kept in the spool.", 2)
+        logging.getLogger("some.library").info("chatter from a library")
+        try:
+            raise KeyError("00019880")
+        except KeyError:
+            logging.getLogger("kiosk.x").exception("Delivery failed.")
+    logging.getLogger("kiosk.outbox").warning("after the block")
+    assert out.getvalue().splitlines() == ["kiosk: Outbox: 2 mark(s) kept in the spool.",
+                                           "kiosk: Delivery failed. (KeyError)"]
+
+
+def test_an_unhealthy_outbox_shows_the_error_blink_and_the_camera_cannot_clear_it(tmp_path):
+    from gpiozero.pins.mock import MockFactory
+
+    from kiosk.daemon import recording_signal
+    from kiosk.feedback import ERROR_CAMERA, Feedback
+
+    settings = load_settings(env={"KIOSK_STATE_DIR": str(tmp_path), "KIOSK_GPIO": "mock"})
+    factory = MockFactory()
+    try:
+        with Feedback(settings, pin_factory=factory) as feedback:
+            show = recording_signal(feedback)
+            show(False)                          # the outbox cannot deliver
+            feedback.error(ERROR_CAMERA)
+            feedback.clear_error(ERROR_CAMERA)   # what the pipeline does when frames flow again
+            assert feedback.error_active
+            show(True)
+            assert not feedback.error_active and factory.pin(settings.led_red_pin).state is False
+    finally:
+        factory.reset()
+        factory.close()

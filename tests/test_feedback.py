@@ -196,3 +196,17 @@ def test_native_pins_that_fail_are_a_feedback_error(monkeypatch):
     monkeypatch.setattr(feedback_module, "_default_factory", broken)
     with pytest.raises(FeedbackError, match="set gpio to mock"):
         pin_factory_for("native")
+
+
+def test_clearing_one_error_reason_keeps_the_blink_for_the_other(factory, feedback):
+    feedback.error(feedback_module.ERROR_RECORDING)        # the API is down
+    feedback.error(feedback_module.ERROR_CAMERA)           # and the camera fails
+    feedback.clear_error(feedback_module.ERROR_CAMERA)     # the camera comes back: the API is still down
+    before = len(factory.pin(RED).states)
+    assert wait_until(lambda: len(factory.pin(RED).states) >= before + 4)  # still blinking
+    assert feedback.error_reasons == {feedback_module.ERROR_RECORDING}
+    feedback.clear_error(feedback_module.ERROR_CAMERA)     # clearing it again changes nothing
+    assert feedback.error_active
+    feedback.clear_error(feedback_module.ERROR_RECORDING)
+    assert not feedback.error_active and factory.pin(RED).state is False
+    assert [name for _, name in feedback.recent()] == ["error", "error", "clear_error", "clear_error"]

@@ -365,3 +365,36 @@ def test_a_failing_client_for_callback_does_not_stop_the_worker(make_outbox, clo
 
     wait_until(retried)
     assert len(calls) >= 2
+
+
+def test_health_listeners_hear_each_change_once(make_outbox, clock):
+    client = FakeClient(unavailable(), unavailable())
+    box = make_outbox(client, backoff_base=0.01, backoff_cap=0.02)
+    heard = []
+    box.on_health_change(heard.append)
+    box.submit(mark())
+    box.start()
+    wait_until(lambda: heard == [False])             # the API is down: marks cannot be recorded
+    while client.script:
+        clock.now += 1.0
+        box.wake()
+        time.sleep(0.005)
+    clock.now += 1.0
+    box.wake()
+    wait_until(lambda: client.delivered)
+    wait_until(lambda: heard == [False, True])       # told once per change, not per failure
+
+
+def test_a_listener_added_while_unhealthy_hears_it_at_once_and_a_broken_one_is_harmless(make_outbox):
+    box = make_outbox(FakeClient(LoginRequired("The university login has expired: log in again.", status=401)))
+
+    def broken(healthy):
+        raise RuntimeError("listener bug")
+
+    box.on_health_change(broken)
+    box.submit(mark())
+    box.start()
+    wait_until(lambda: not box.healthy)
+    heard = []
+    box.on_health_change(heard.append)
+    assert heard == [False]

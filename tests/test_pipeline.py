@@ -122,7 +122,7 @@ class Recorder:
 
     def __getattr__(self, name):
         if name in ("recognised", "already_marked", "unknown", "error", "clear_error"):
-            return lambda: self.calls.append(name)
+            return lambda *reason: self.calls.append(name)
         raise AttributeError(name)
 
     def publish(self, name, data):
