@@ -70,10 +70,11 @@ class Stack:
 
 
 @contextlib.contextmanager
-def open_stack(settings, choice: str = "mobilefacenet") -> Iterator[Stack]:
-    """The kiosk's engine (``"mobilefacenet"``: BlazeFace + MobileFaceNet, built by ``Engine.from_settings``
-    on the whole frame, without ROI or tiles) or the dlib baseline (``"dlib"``: HOG + ResNet; raises
-    BaselineUnavailable without the extra). Closed on exit."""
+def open_stack(settings, choice: str = "mobilefacenet", *, as_configured: bool = False) -> Iterator[Stack]:
+    """The kiosk's engine (``"mobilefacenet"``: BlazeFace + MobileFaceNet, built by ``Engine.from_settings``;
+    on the whole frame without ROI or tiles unless ``as_configured``, which keeps the detection settings
+    the kiosk runs with) or the dlib baseline (``"dlib"``: HOG + ResNet; raises BaselineUnavailable
+    without the extra). Closed on exit."""
     if choice == "dlib":
         from kiosk.model.baseline import DlibDetector, DlibEmbedder
 
@@ -81,7 +82,8 @@ def open_stack(settings, choice: str = "mobilefacenet") -> Iterator[Stack]:
     else:
         from kiosk.model.engine import Engine
 
-        engine = Engine.from_settings(settings.replace(embedder="mobilefacenet", detect_roi="", detect_tiles=1))
+        plain = {} if as_configured else {"detect_roi": "", "detect_tiles": 1}
+        engine = Engine.from_settings(settings.replace(embedder="mobilefacenet", **plain))
         stack = Stack("mobilefacenet", engine.detector, engine.embedder)
     try:
         yield stack
