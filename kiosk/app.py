@@ -20,7 +20,7 @@ import dataclasses
 import threading
 import time
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 
 from kiosk.config import Settings
@@ -34,6 +34,7 @@ from kiosk.errors import (
     NoClassRunning,
     NotOnRoster,
 )
+from kiosk.timetable import LessonChoice, LessonInfo, choose_lesson, ends_at_for, lesson_info
 
 CLOCK_SKEW_WARN_SECONDS = 120.0
 TICK_SECONDS = 1.0
@@ -106,8 +107,10 @@ class Kiosk:
         self._epoch = 0
         self._session: Any = None
         self._ends_at: datetime | None = None
+        self._lesson: LessonInfo | None = None
         self._pipeline: Any = None
         self._lessons_cache: dict[tuple[int, int], Any] = {}
+        self._modules_cache: dict[int, Any] = {}
         self._stop = threading.Event()
         self._closed = False
         self._ticker = threading.Thread(target=self._tick_loop, args=(tick_seconds,), name="kiosk-tick",
@@ -163,6 +166,7 @@ class Kiosk:
             self._client = fresh
             self._epoch += 1
             self._lessons_cache.clear()
+            self._modules_cache.clear()
         self._notify_outbox(name)
         self._publish("teacher", {"teacher": name})
         return name
@@ -177,6 +181,7 @@ class Kiosk:
             self._client = None
             self._epoch += 1
             self._lessons_cache.clear()
+            self._modules_cache.clear()
         self._publish("teacher", {"teacher": None})
 
     def _retire_client_locked(self) -> None:
@@ -207,7 +212,10 @@ class Kiosk:
     # --- timetable -----------------------------------------------------------------------------
     def modules(self) -> list[Any]:
         """The logged-in teacher's modules (``Module(id, name, code)``)."""
-        return list(self._require_client().my_modules())
+        found = list(self._require_client().my_modules())
+        with self._lock:
+            self._modules_cache.update({int(m.id): m for m in found})
+        return found
 
     def lessons(self, module_id: int, teaching_type: int) -> LessonChoice:
         """Slots and teaching weeks of a module, sorted and with the likely choice preselected."""
@@ -222,14 +230,15 @@ class Kiosk:
                     teaching_type: int | None = None) -> dict:
         """Start a class: read the roster, open the camera; returns the session snapshot.
 
-        With ``module_id`` and ``teaching_type`` the slot's end time (+ grace) ends the class;
-        otherwise settings.max_class_minutes does. Raises ClassAlreadyRunning, LoginRequired, Upstream*.
+        With ``module_id`` and ``teaching_type`` the slot's end time (+ grace) ends the class and the
+        snapshot's ``lesson`` names the module, type, slot and week; otherwise settings.max_class_minutes
+        ends it and ``lesson`` has None fields. Raises ClassAlreadyRunning, LoginRequired, Upstream*.
         """
         with self._lock:
             client = self._require_client()
             if self._session is not None:
                 raise ClassAlreadyRunning("A class is already running: end it first.")
-            slot = self._find_slot(client, lesson_guid, module_id, teaching_type)
+            slot, lessons = self._find_slot(client, lesson_guid, module_id, teaching_type)
             now = self.clock()
             ends_at = ends_at_for(slot, now, grace_minutes=self.settings.grace_minutes,
                                   max_minutes=self.settings.max_class_minutes)
@@ -240,17 +249,33 @@ class Kiosk:
                 roster_refresh_seconds=self.settings.roster_refresh_seconds, clock=self.clock,
                 monotonic=self.monotonic, events=self.events)
             session.load_roster()
-            self._session, self._ends_at = session, ends_at
+            lesson = lesson_info(self._find_module(client, module_id), teaching_type, slot, lessons, int(class_id))
+            self._session, self._ends_at, self._lesson = session, ends_at, lesson
             self._start_pipeline_locked()
-            return session.snapshot()
+            return self._snapshot(session)
 
-    def _find_slot(self, client, lesson_guid, module_id, teaching_type):
+    def _find_slot(self, client, lesson_guid, module_id, teaching_type) -> tuple[Any, Any]:
+        """(the slot, the LessonsByParams answer) of a class being started; (None, None) when not told."""
         if module_id is None or teaching_type is None:
-            return None
+            return None, None
         lessons = self._lessons_cache.get((int(module_id), int(teaching_type)))
         if lessons is None:
             lessons = client.lessons(int(module_id), int(teaching_type))
-        return next((s for s in lessons.slots if s.guid == lesson_guid), None)
+        return next((s for s in lessons.slots if s.guid == lesson_guid), None), lessons
+
+    def _find_module(self, client, module_id: int | None) -> Any:
+        """The Module named ``module_id`` (for the class's header), or None when unknown or unreachable."""
+        if module_id is None:
+            return None
+        if int(module_id) not in self._modules_cache:
+            with contextlib.suppress(KioskError):
+                self._modules_cache.update({int(m.id): m for m in client.my_modules()})
+        return self._modules_cache.get(int(module_id))
+
+    def _snapshot(self, session: Any, lesson: LessonInfo | None = None) -> dict:
+        """The session's snapshot plus ``lesson`` (what the teacher recognises the class by)."""
+        lesson = lesson or self._lesson or LessonInfo()
+        return {**session.snapshot(), "lesson": lesson.to_json()}
 
     def _start_pipeline_locked(self) -> None:
         if self._pipeline_factory is None:
@@ -276,23 +301,23 @@ class Kiosk:
             return self._end_class_locked(reason)
 
     def _end_class_locked(self, reason: str) -> dict | None:
-        session, pipeline = self._session, self._pipeline
+        session, pipeline, lesson = self._session, self._pipeline, self._lesson
         if session is None:
             return None
-        self._session = self._pipeline = self._ends_at = None
+        self._session = self._pipeline = self._ends_at = self._lesson = None
         if pipeline is not None:
             pipeline.stop()
         session.end()
         print(f"kiosk: class ended: {reason}.", flush=True)
-        return session.snapshot()
+        return self._snapshot(session, lesson)
 
     def session(self) -> dict | None:
         """The running class's snapshot (the GET /api/session JSON), or None when no class runs.
 
         Lock-free (one reference read), so the page stays responsive while a class starts.
         """
-        session = self._session
-        return session.snapshot() if session is not None else None
+        session, lesson = self._session, self._lesson
+        return self._snapshot(session, lesson) if session is not None else None
 
     def _require_session(self) -> Any:
         session = self._session
@@ -406,6 +431,8 @@ class Kiosk:
             "clockSkewSeconds": skew,
             "clockWarning": _skew_warning(skew),
             "feedback": _recent_feedback(self.feedback, self.monotonic()),
+            "feedbackError": bool(getattr(self.feedback, "error_active", False)),
+            "loginNeeded": _login_needed(self.outbox, client.username if client is not None else None),
         }
 
     def _publish(self, name: str, data: dict) -> None:
@@ -489,6 +516,13 @@ def _count(outbox, name: str) -> int:
     return len(getattr(outbox, name)())
 
 
+def _login_needed(outbox, teacher: str | None) -> bool:
+    """True when the university refused ``teacher``'s tokens and their marks wait for a new login."""
+    if outbox is None or teacher is None or not hasattr(outbox, "status"):
+        return False
+    return teacher in outbox.status().get("loginRequired", ())
+
+
 def _dead_letters(outbox) -> list[dict]:
     if outbox is None:
         return []
@@ -514,95 +548,3 @@ def _recent_feedback(feedback, now: float) -> list[dict]:
     if feedback is None or not hasattr(feedback, "recent"):
         return []
     return [{"secondsAgo": round(now - t, 1), "signal": name} for t, name in list(feedback.recent())[-10:]]
-
-
-
-# --- timetable: which slot is running now, which week is the latest -------------------------------
-DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
-SOON = timedelta(minutes=15)
-
-
-@dataclasses.dataclass(frozen=True)
-class SlotView:
-    """A timetable slot as the page shows it; ``running_now``/``starts_soon`` use the kiosk's clock."""
-
-    guid: str
-    day_of_week: str
-    time: str
-    user: str
-    own: bool
-    running_now: bool
-    starts_soon: bool
-
-
-@dataclasses.dataclass(frozen=True)
-class WeekView:
-    """One teaching week (an attClass) of the module."""
-
-    class_id: int
-    teaching_week: str
-    teaching_type: str
-
-
-@dataclasses.dataclass(frozen=True)
-class LessonChoice:
-    """Slots (teacher's own first, running ones first) and weeks (latest first) with the likely pick.
-
-    ``preselected_guid`` is None when no slot runs now or starts within 15 minutes;
-    ``preselected_class_id`` is None when the module has no teaching weeks.
-    """
-
-    slots: list[SlotView]
-    weeks: list[WeekView]
-    preselected_guid: str | None
-    preselected_class_id: int | None
-
-
-def _slot_window(slot: Any, now: datetime) -> tuple[datetime, datetime] | None:
-    """Today's start and end of ``slot`` in ``now``'s zone, or None when it is not today or unparsed."""
-    start, end = getattr(slot, "start", None), getattr(slot, "end", None)
-    if start is None or end is None or str(slot.day_of_week).strip().lower() != DAYS[now.weekday()]:
-        return None
-    day = now.date()
-    return (datetime.combine(day, start, tzinfo=now.tzinfo), datetime.combine(day, end, tzinfo=now.tzinfo))
-
-
-def _week_number(week: str) -> int:
-    digits = "".join(ch for ch in str(week) if ch.isdigit())
-    return int(digits) if digits else -1
-
-
-def _slot_view(slot: Any, teacher: str, now: datetime) -> SlotView:
-    window = _slot_window(slot, now)
-    running = window is not None and window[0] <= now < window[1]
-    soon = window is not None and window[0] - SOON <= now < window[0]
-    return SlotView(slot.guid, slot.day_of_week, slot.time, slot.user,
-                    own=bool(teacher) and str(slot.user).lower() == teacher.lower(),
-                    running_now=running, starts_soon=soon)
-
-
-def _slot_order(view: SlotView, slot: Any) -> tuple:
-    day = str(view.day_of_week).strip().lower()
-    return (not (view.running_now or view.starts_soon), not view.own,
-            DAYS.index(day) if day in DAYS else 7, getattr(slot, "start", None) or datetime.min.time())
-
-
-def choose_lesson(lessons: Any, *, teacher: str, now: datetime) -> LessonChoice:
-    """Sort a LessonsByParams answer for the page and preselect the slot running now and the latest week."""
-    pairs = [(_slot_view(s, teacher, now), s) for s in lessons.slots]
-    pairs.sort(key=lambda pair: _slot_order(*pair))
-    slots = [view for view, _ in pairs]
-    weeks = sorted((WeekView(int(c.class_id), c.teaching_week, c.teaching_type) for c in lessons.att_classes),
-                   key=lambda w: (_week_number(w.teaching_week), w.class_id), reverse=True)
-    pick = next((v.guid for v in slots if v.running_now or v.starts_soon), None)
-    return LessonChoice(slots, weeks, pick, weeks[0].class_id if weeks else None)
-
-
-def ends_at_for(slot: Any, now: datetime, *, grace_minutes: int, max_minutes: int) -> datetime:
-    """When a class started at ``now`` ends: today's slot end + grace, else ``now`` + max_minutes."""
-    fallback = now + timedelta(minutes=max_minutes)
-    window = _slot_window(slot, now) if slot is not None else None
-    if window is None:
-        return fallback
-    ends = window[1] + timedelta(minutes=grace_minutes)
-    return ends if now < ends else fallback

@@ -1,60 +1,17 @@
-"""The Kiosk facade: timetable choice, class end times, the camera pipeline's wiring, status, close."""
+"""The Kiosk facade: the running class's header, the camera pipeline's wiring, status, close."""
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import threading
 from types import SimpleNamespace
 
 import pytest
 
-from kiosk.app import Kiosk, choose_lesson, ends_at_for
+from kiosk.app import Kiosk
 from kiosk.errors import CameraError, LoginRequired, NoClassRunning
-from kiosk.wiut.models import AttClass, Lessons, Slot, parse_time_range
 from tests.fixtures.sandbox import DEMO_CLASS_ID, DEMO_LOGIN, DEMO_MODULE_ID
 from tests.test_web_api import MONDAY_0930, MONDAY_GUID, Clock, FakeEngine, png, settings  # noqa: F401
-
-
-def slot(day: str, time: str, user: str, guid: str) -> Slot:
-    span = parse_time_range(time)
-    return Slot(day_of_week=day, user=user, time=time, guid=guid,
-                start=span[0] if span else None, end=span[1] if span else None)
-
-
-LESSONS = Lessons(
-    slots=[slot("Tuesday", "09:00 - 11:00", "teacher", "tue"),
-           slot("Monday", "09:00 - 11:00", "someone.else", "mon-other"),
-           slot("Monday", "09:00 - 11:00", "teacher", "mon-own"),
-           slot("Monday", "TBA", "teacher", "tba")],
-    att_classes=[AttClass(1, "TW9", "Seminar 1"), AttClass(2, "TW10", "Seminar 1"), AttClass(3, "TW1", "Seminar 1")],
-)
-
-
-def test_the_running_own_slot_comes_first_and_the_latest_week_is_chosen():
-    choice = choose_lesson(LESSONS, teacher="Teacher", now=MONDAY_0930)
-    assert [s.guid for s in choice.slots][:2] == ["mon-own", "mon-other"]
-    assert choice.preselected_guid == "mon-own"
-    assert choice.preselected_class_id == 2                      # TW10 beats TW9 (numbers, not text)
-    assert [w.teaching_week for w in choice.weeks] == ["TW10", "TW9", "TW1"]
-
-
-def test_a_slot_starting_within_15_minutes_is_chosen_but_not_one_an_hour_away():
-    soon = choose_lesson(LESSONS, teacher="teacher", now=MONDAY_0930.replace(hour=8, minute=50))
-    assert soon.preselected_guid == "mon-own" and soon.slots[0].starts_soon
-    early = choose_lesson(LESSONS, teacher="teacher", now=MONDAY_0930.replace(hour=8, minute=0))
-    assert early.preselected_guid is None
-    assert early.slots[0].own                                    # own slots still come first
-
-
-def test_a_class_ends_at_the_slot_end_plus_grace_else_after_the_maximum():
-    own = LESSONS.slots[2]
-    assert ends_at_for(own, MONDAY_0930, grace_minutes=15, max_minutes=180) == MONDAY_0930.replace(hour=11, minute=15)
-    tuesday = MONDAY_0930 + dt.timedelta(days=1)
-    assert ends_at_for(own, tuesday, grace_minutes=15, max_minutes=180) == tuesday + dt.timedelta(minutes=180)
-    late = MONDAY_0930.replace(hour=11, minute=20)
-    assert ends_at_for(own, late, grace_minutes=15, max_minutes=60) == late + dt.timedelta(minutes=60)
-    assert ends_at_for(None, MONDAY_0930, grace_minutes=15, max_minutes=90) == MONDAY_0930 + dt.timedelta(minutes=90)
 
 
 class FakePipeline:
@@ -200,3 +157,31 @@ def test_close_ends_the_class_forgets_the_tokens_and_is_idempotent(parts):
     kiosk.close()
     assert kiosk.teacher is None and kiosk.session() is None
     assert threading.active_count() <= before - 1               # the tick thread is gone
+
+
+def test_the_running_class_says_which_module_type_slot_and_week_it_is(parts):
+    kiosk = parts.kiosk
+    kiosk.login(*DEMO_LOGIN)
+    kiosk.lessons(DEMO_MODULE_ID, 1)
+    snap = kiosk.start_class(MONDAY_GUID, DEMO_CLASS_ID, DEMO_MODULE_ID, 1)
+    lesson = snap["lesson"]
+    assert lesson["teachingType"] == "Seminar" and lesson["dayOfWeek"] == "Monday"
+    assert lesson["time"].startswith("09:00") and lesson["teachingWeek"]
+    assert lesson["moduleCode"] and lesson["moduleName"]         # looked up although modules() was not called
+    assert kiosk.session()["lesson"] == lesson
+    assert kiosk.end_class()["lesson"] == lesson
+
+
+def test_a_class_started_without_module_and_type_still_has_a_header_object(parts):
+    parts.kiosk.login(*DEMO_LOGIN)
+    snap = parts.kiosk.start_class(MONDAY_GUID, DEMO_CLASS_ID)
+    assert snap["lesson"]["moduleCode"] is None and snap["lesson"]["teachingWeek"] is None
+
+
+def test_status_says_when_marks_wait_for_the_teacher_to_log_in_again(parts, monkeypatch):
+    kiosk = parts.kiosk
+    kiosk.login(*DEMO_LOGIN)
+    assert kiosk.status()["loginNeeded"] is False
+    refused = {**parts.outbox.status(), "loginRequired": [kiosk.teacher]}
+    monkeypatch.setattr(parts.outbox, "status", lambda: refused)
+    assert kiosk.status()["loginNeeded"] is True

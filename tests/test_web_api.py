@@ -444,3 +444,27 @@ def test_the_kiosk_keeps_working_after_the_clock_moves_past_the_class_end(web, k
     clock.advance(2 * 3600)                                      # 11:30: past 11:00 + 15 min grace
     kiosk.tick()
     assert web.get("/api/session").status_code == 409
+
+
+def test_enrolment_from_the_kiosk_camera_without_a_camera_is_refused_plainly(web):
+    token = log_in(web)
+    response = web.post("/api/enroll/capture", headers={"X-CSRF-Token": token}, json={"userId": "00019880"})
+    assert response.status_code == 503
+    assert response.get_json() == {"error": "This kiosk has no camera configured."}
+
+
+def test_a_browser_whose_session_ended_is_sent_to_the_login_with_a_reason(web, app, kiosk):
+    assert web.get("/").headers["Location"].endswith("/login")   # never logged in: no reason to give
+    log_in(web)
+    assert web.get("/").headers["Location"].endswith("/start")
+    kiosk.logout()                                                 # logged out elsewhere, or taken over
+    assert web.get("/class").headers["Location"].endswith("/login?ended=1")
+    assert web.get("/login?ended=1").status_code == 200
+
+
+def test_the_session_names_the_class_as_the_teacher_knows_it(web):
+    token = log_in(web)
+    start_class(web, token)
+    lesson = web.get("/api/session").get_json()["lesson"]
+    assert lesson == {"moduleCode": "4LLAW020C-n", "moduleName": "Contract Law", "teachingType": "Seminar",
+                      "dayOfWeek": "Monday", "time": "09:00 - 11:00", "teachingWeek": "TW1"}

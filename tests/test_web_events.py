@@ -97,3 +97,21 @@ def test_a_stream_ends_with_a_logout_event_when_the_teacher_logs_out(fast_heartb
     names = [parse(c)[0] for c in chunks]
     assert names[-1] == "logout"
     response.close()
+
+
+def test_a_slow_page_loses_the_oldest_events_not_the_newest(web, kiosk):  # noqa: F811
+    from kiosk.web.live import QUEUE_SIZE
+
+    log_in(web)
+    response = web.get("/api/events", buffered=False)
+    chunks = frames(response)
+    next(chunks), next(chunks)                                   # retry, snapshot: the page now lags behind
+    for n in range(QUEUE_SIZE + 50):
+        kiosk.events.publish("status", {"n": n})
+    first = parse(next(chunks))
+    assert first == ("status", {"n": 50})                        # the 50 oldest were dropped
+    last = None
+    for _ in range(QUEUE_SIZE - 1):
+        last = parse(next(chunks))
+    assert last == ("status", {"n": QUEUE_SIZE + 49})            # the newest arrived
+    response.close()

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, url_for
+from flask import Blueprint, redirect, render_template, request, url_for
 
 from kiosk.web.auth import current_session, state
+from kiosk.web.security import SESSION_COOKIE
 
 bp = Blueprint("pages", __name__)
 
@@ -16,17 +17,24 @@ def _where() -> str:
     return "pages.live" if state().kiosk.session() is not None else "pages.start"
 
 
+def _redirect(target: str):
+    """To ``target``; a browser still holding a session cookie that no longer counts is told at the login."""
+    if target == "pages.login" and request.cookies.get(SESSION_COOKIE):
+        return redirect(url_for(target, ended=1))
+    return redirect(url_for(target))
+
+
 def _page(name: str, template: str):
     target = _where()
     if target != name:
-        return redirect(url_for(target))
+        return _redirect(target)
     response = render_template(template, settings=state().kiosk.settings)
     return response, 200, {"Cache-Control": "no-store"}
 
 
 @bp.get("/")
 def index():
-    return redirect(url_for(_where()))
+    return _redirect(_where())
 
 
 @bp.get("/login")

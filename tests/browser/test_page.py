@@ -13,24 +13,24 @@ from tests.test_web_api import MONDAY_GUID
 pytestmark = pytest.mark.browser
 
 
-def log_in(page):
+def log_in(page, login=DEMO_LOGIN):
     page.goto("/")
     expect(page).to_have_url(re.compile(r"/login$"))
-    page.get_by_label("Username").fill(DEMO_LOGIN[0])
-    page.get_by_label("Password").fill(DEMO_LOGIN[1])
+    page.get_by_label("Username").fill(login[0])
+    page.get_by_label("Password").fill(login[1])
     page.get_by_role("button", name="Log in").click()
 
 
-def test_wrong_password_says_so_plainly(page):
+def test_wrong_password_says_so_plainly(page, shot):
     page.goto("/login")
     page.get_by_label("Username").fill(DEMO_LOGIN[0])
     page.get_by_label("Password").fill("wrong-placeholder")
     page.get_by_role("button", name="Log in").click()
     expect(page.get_by_role("alert")).to_have_text("Wrong username or password.")
-    page.screenshot(path="/tmp/kiosk-login-error.png")
+    shot(page, "login-error")
 
 
-def test_login_start_live_mark_undo_and_end(page, kiosk):
+def test_login_start_live_mark_undo_and_end(page, kiosk, shot):
     errors = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     log_in(page)
@@ -38,11 +38,14 @@ def test_login_start_live_mark_undo_and_end(page, kiosk):
     expect(start).to_be_enabled()                                   # the running slot is preselected
     expect(page.get_by_label("Slot")).to_have_value(MONDAY_GUID)
     expect(page.get_by_label("Teaching week")).to_have_value("46890")
-    page.screenshot(path="/tmp/kiosk-start.png")
+    shot(page, "start")
     start.click()                                                   # tap 2 after "Log in"
 
     expect(page.locator("#roster li")).to_have_count(24)
-    page.screenshot(path="/tmp/kiosk-class.png", full_page=False)
+    expect(page.locator("#class-title")).to_contain_text("Seminar")       # what the teacher recognises
+    expect(page.locator("#class-sub")).to_contain_text("Mon 09:00 - 11:00")
+    expect(page.locator("#banners")).to_contain_text("The camera is off")  # this kiosk has no camera
+    shot(page, "class")
     snap = kiosk.session()
     first, second = [s for s in snap["students"] if s["source"] is None][:2]
 
@@ -54,7 +57,7 @@ def test_login_start_live_mark_undo_and_end(page, kiosk):
     other = page.locator(f'li[data-user-id="{second["userId"]}"]')
     other.get_by_role("button", name="Absent").click()
     expect(other).to_contain_text("Absent · marked by you")
-    page.screenshot(path="/tmp/kiosk-undo.png")
+    shot(page, "undo")
     other.get_by_role("button", name="Undo").click()
     expect(other).to_contain_text("No mark yet")
 
@@ -65,7 +68,7 @@ def test_login_start_live_mark_undo_and_end(page, kiosk):
     page.get_by_text("Kiosk status").click()
     expect(page.locator("#st-pending")).to_have_text("0")
     expect(page.locator("#st-camera")).to_have_text("off")
-    page.screenshot(path="/tmp/kiosk-status.png")
+    shot(page, "status")
 
     page.goto("/")                                                  # reopening the page returns to the class
     expect(page).to_have_url(re.compile(r"/class$"))
@@ -73,12 +76,12 @@ def test_login_start_live_mark_undo_and_end(page, kiosk):
 
     page.get_by_role("button", name="End class").click()
     page.get_by_role("button", name="Yes").click()
-    expect(page).to_have_url(re.compile(r"/start$"))
+    expect(page).to_have_url(re.compile(r"/start\?classEnded=1$"))
     assert kiosk.session() is None
     assert not [e for e in errors if "Content Security Policy" in e]
 
 
-def test_another_teacher_is_asked_before_taking_over(page, kiosk, server):
+def test_another_teacher_is_asked_before_taking_over(page, kiosk, shot):
     kiosk.login(*DEMO_LOGIN)
     kiosk.start_class(MONDAY_GUID, 46703)
     page.goto("/login")
@@ -86,14 +89,14 @@ def test_another_teacher_is_asked_before_taking_over(page, kiosk, server):
     page.get_by_label("Password").fill("sandbox-password-2")
     page.get_by_role("button", name="Log in").click()
     expect(page.locator("#takeover-text")).to_contain_text("Teacher teacher is running a class: take over?")
-    page.screenshot(path="/tmp/kiosk-takeover.png")
+    shot(page, "takeover")
     assert kiosk.session() is not None
     page.get_by_role("button", name="Take over and end their class").click()
     expect(page).to_have_url(re.compile(r"/start$"))
     assert kiosk.teacher == "other.teacher" and kiosk.session() is None
 
 
-def test_enrol_a_not_enrolled_student_from_a_photo(page, kiosk, sandbox):
+def test_enrol_a_not_enrolled_student_from_a_photo(page, kiosk, sandbox, shot):
     from tests.test_web_api import png
 
     log_in(page)
@@ -107,7 +110,7 @@ def test_enrol_a_not_enrolled_student_from_a_photo(page, kiosk, sandbox):
         files=[{"name": "dark.png", "mimeType": "image/png", "buffer": png(0)}])
     dialog.get_by_role("button", name="Upload photos").click()
     expect(dialog.get_by_role("alert")).to_have_text("Photo 1: no face found.")
-    page.screenshot(path="/tmp/kiosk-enrol-refused.png")
+    shot(page, "enrol-refused")
     dialog.get_by_label("Photos of the student's face").set_input_files(
         files=[{"name": "face.png", "mimeType": "image/png", "buffer": png(200)}])
     dialog.get_by_role("button", name="Upload photos").click()
@@ -116,23 +119,16 @@ def test_enrol_a_not_enrolled_student_from_a_photo(page, kiosk, sandbox):
     assert sandbox.state.embedding("00019880", "mobilefacenet-v1")
 
 
-def test_dark_mode_page(server):
-    from playwright.sync_api import sync_playwright
+def test_dark_mode_page(server, shot):
+    from tests.browser.conftest import phone
 
-    from tests.browser.conftest import CHROMIUM, CHROMIUM_ARGS
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        context = browser.new_context(viewport={"width": 390, "height": 844}, base_url=server, color_scheme="dark")
-        page = context.new_page()
+    with phone(server, "dark") as page:
         log_in(page)
         expect(page.get_by_role("button", name="Start class")).to_be_enabled()
         page.get_by_role("button", name="Start class").click()
         expect(page.locator("#roster li")).to_have_count(24)
         background = page.evaluate("getComputedStyle(document.body).backgroundColor")
-        page.screenshot(path="/tmp/kiosk-dark.png")
-        context.close()
-        browser.close()
+        shot(page, "class-dark")
     assert background == "rgb(17, 19, 22)"
 
 
@@ -141,5 +137,73 @@ def test_the_page_leaves_a_class_that_ended_by_itself(page, kiosk, clock):
     page.get_by_role("button", name="Start class").click()
     expect(page.locator("#roster li")).to_have_count(24)
     clock.advance(3 * 3600)                                         # past the slot's end + grace: the tick ends it
-    expect(page).to_have_url(re.compile(r"/start$"))
+    expect(page).to_have_url(re.compile(r"/start\?classEnded=1$"))
+    expect(page.locator("#class-ended")).to_have_text("The class has ended. Marks still waiting are sent by the kiosk.")
     assert kiosk.session() is None
+
+
+def test_mark_all_remaining_absent_asks_first_and_can_be_undone(page, kiosk, shot):
+    log_in(page)
+    page.get_by_role("button", name="Start class").click()
+    expect(page.locator("#roster li")).to_have_count(24)
+    unmarked = [s["userId"] for s in kiosk.session()["students"] if s["source"] is None]
+    page.get_by_role("button", name="Mark all remaining absent").click()
+    expect(page.locator("#confirm-text")).to_have_text(f"Mark the {len(unmarked)} students without a mark absent?")
+    page.get_by_role("button", name="Cancel").click()
+    assert all(s["source"] is None for s in kiosk.session()["students"] if s["userId"] in unmarked)
+    page.get_by_role("button", name="Mark all remaining absent").click()
+    page.get_by_role("button", name="Yes").click()
+    expect(page.locator(f'li[data-user-id="{unmarked[0]}"]')).to_contain_text("Absent · marked by you")
+    undo_all = page.locator("#toast-action")
+    expect(undo_all).to_contain_text(re.compile(r"Undo all \(\d s\)"))
+    shot(page, "absent-remaining")
+    undo_all.click()
+    expect(page.locator("#toast-text")).to_have_text("All undone.")
+    expect(page.locator(f'li[data-user-id="{unmarked[0]}"]')).to_contain_text("No mark yet")
+    assert all(s["source"] is None for s in kiosk.session()["students"] if s["userId"] in unmarked)
+
+
+def test_the_page_says_plainly_when_the_university_api_is_down(page, kiosk, sandbox, shot):
+    log_in(page)
+    page.get_by_role("button", name="Start class").click()
+    expect(page.locator("#roster li")).to_have_count(24)
+    expect(page.locator("#banners")).not_to_contain_text("university API")
+    sandbox.state.set_knobs(unavailable_for=60)
+    user = next(s["userId"] for s in kiosk.session()["students"] if s["source"] is None)
+    kiosk._session.on_recognised(user, 88)                          # this mark cannot be delivered now
+    expect(page.locator("#banners")).to_contain_text("The university API is not taking marks right now",
+                                                     timeout=15_000)
+    shot(page, "api-down")
+
+
+SMALL_CONTROLS = """() => [...document.querySelectorAll('button, input, select, summary, a, .segmented label')]
+    .filter((el) => el.offsetParent !== null && getComputedStyle(el).opacity !== '0')
+    .map((el) => [el.id || el.textContent.trim().slice(0, 20), el.getBoundingClientRect()])
+    .filter(([, r]) => r.width < 44 || r.height < 44)
+    .map(([name, r]) => `${name} ${Math.round(r.width)}x${Math.round(r.height)}`)"""
+
+
+def test_every_control_is_at_least_44_px_for_a_thumb(page):
+    page.goto("/login")
+    small = {"login": page.evaluate(SMALL_CONTROLS)}
+    log_in(page)
+    expect(page.get_by_role("button", name="Start class")).to_be_enabled()
+    small["start"] = page.evaluate(SMALL_CONTROLS)
+    page.get_by_role("button", name="Start class").click()
+    expect(page.locator("#roster li")).to_have_count(24)
+    page.get_by_text("Kiosk status").click()
+    small["class"] = page.evaluate(SMALL_CONTROLS)
+    page.locator("#roster li", has_text="not enrolled").first.get_by_role("button", name="Enrol").click()
+    small["enrol"] = page.evaluate(SMALL_CONTROLS)
+    assert small == {"login": [], "start": [], "class": [], "enrol": []}
+
+
+def test_a_page_whose_session_ended_elsewhere_says_so_at_the_login(page, kiosk):
+    log_in(page)
+    page.get_by_role("button", name="Start class").click()
+    expect(page.locator("#roster li")).to_have_count(24)
+    kiosk.logout()                                                  # e.g. logged out from another phone
+    expect(page).to_have_url(re.compile(r"/login\?ended=1$"))
+    expect(page.get_by_role("status").filter(has_text="Your session on this kiosk has ended")).to_be_visible()
+    page.goto("/login")
+    expect(page.locator("#login-ended")).to_be_hidden()

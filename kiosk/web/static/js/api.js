@@ -24,7 +24,7 @@ export async function api(method, path, body, { form = false } = {}) {
     throw new ApiError(0, { error: "The kiosk is not answering: check the Wi-Fi." });
   }
   const data = await response.json().catch(() => ({}));
-  if (response.status === 401 && path !== "/api/login") { location.assign("/login"); }
+  if (response.status === 401 && path !== "/api/login") { location.assign("/login?ended=1"); }
   if (!response.ok) throw new ApiError(response.status, data);
   return data;
 }
@@ -40,12 +40,31 @@ export function showError(element, error) {
   element.hidden = false;
 }
 
-export function toast(text, ms = 3000) {
+// A short message at the bottom; with `action` ({ label(secondsLeft), run }) it carries a button whose label
+// counts down each second until the toast goes away (e.g. "Undo (4 s)").
+export function toast(text, ms = 3000, action = null) {
   const el = document.getElementById("toast");
-  el.textContent = text;
-  el.hidden = false;
+  const button = document.getElementById("toast-action");
+  document.getElementById("toast-text").textContent = text;
+  clearInterval(toast.ticker);
   clearTimeout(toast.timer);
-  toast.timer = setTimeout(() => { el.hidden = true; }, ms);
+  button.hidden = !action;
+  button.onclick = null;
+  if (action) {
+    const until = Date.now() + ms;
+    const label = () => { button.textContent = action.label(Math.max(1, Math.ceil((until - Date.now()) / 1000))); };
+    label();
+    toast.ticker = setInterval(label, 1000);
+    button.onclick = () => { hideToast(); action.run(); };
+  }
+  el.hidden = false;
+  toast.timer = setTimeout(hideToast, ms);
+}
+
+export function hideToast() {
+  clearInterval(toast.ticker);
+  clearTimeout(toast.timer);
+  document.getElementById("toast").hidden = true;
 }
 
 export async function logout() {

@@ -1,4 +1,5 @@
-import { api, loadMe, showError, toast } from "./api.js";
+import { api, hideToast, loadMe, showError, toast } from "./api.js";
+import { noteRecognition, showStatus } from "./status.js";
 
 const rosterList = document.getElementById("roster");
 const errorBox = document.getElementById("class-error");
@@ -6,6 +7,8 @@ const search = document.getElementById("search");
 const students = new Map();          // userId -> row JSON (GET /api/session "students")
 let session = null;
 let undoTimer = null;
+let undoSeconds = 5;
+const nameOf = (userId) => students.get(userId)?.fullName;
 
 // --- rendering --------------------------------------------------------------------------------
 function stateText(s) {
@@ -15,9 +18,10 @@ function stateText(s) {
   return "No mark yet";
 }
 
-function button(text, className, onClick, label) {
+function button(text, className, onClick, label, pressed = null) {
   const el = document.createElement("button");
   el.type = "button";
+  if (pressed !== null) el.setAttribute("aria-pressed", String(pressed));
   el.textContent = text;
   if (className) el.className = className;
   if (label) el.setAttribute("aria-label", label);
@@ -51,8 +55,10 @@ function renderRow(s) {
     actions.append(button(`Undo (${Math.ceil(s.pendingUndo)} s)`, "", () => undo(s.userId), `Undo mark for ${s.fullName}`));
   } else {
     actions.append(
-      button("Present", s.present === true ? "primary" : "", () => mark(s.userId, true), `Mark ${s.fullName} present`),
-      button("Absent", s.present === false ? "danger" : "", () => mark(s.userId, false), `Mark ${s.fullName} absent`),
+      button("Present", s.present === true ? "primary" : "", () => mark(s.userId, true), `Mark ${s.fullName} present`,
+        s.present === true),
+      button("Absent", s.present === false ? "danger" : "", () => mark(s.userId, false), `Mark ${s.fullName} absent`,
+        s.present === false),
     );
   }
   if (!s.enrolled) actions.append(button("Enrol", "", () => openEnrol(s), `Enrol ${s.fullName}`));
@@ -60,7 +66,11 @@ function renderRow(s) {
   return li;
 }
 
+function shown() { return document.querySelector("input[name=show]:checked").value; }
+
 function matches(s) {
+  const show = shown();
+  if ((show === "present" && s.present !== true) || (show === "missing" && s.present === true)) return false;
   const q = search.value.trim().toLowerCase();
   return !q || s.fullName.toLowerCase().includes(q) || s.userId.includes(q);
 }
@@ -80,6 +90,7 @@ function renderCounts() {
   document.getElementById("count-present").textContent = all.filter((s) => s.present === true).length;
   document.getElementById("count-enrolled").textContent = all.filter((s) => s.enrolled).length;
   document.getElementById("count-total").textContent = all.length;
+  document.getElementById("count-missing").textContent = `(${all.filter((s) => s.present !== true).length})`;
 }
 
 function updateStudent(s, flash = false) {
@@ -110,9 +121,20 @@ function scheduleUndoTick() {
   }, 1000);
 }
 
+function showHeader(snap) {
+  const l = snap.lesson || {};
+  const title = [l.moduleCode, l.teachingType].filter(Boolean).join(" · ") || `Class ${snap.classId}`;
+  document.getElementById("class-title").textContent = title;
+  document.title = `${title} · Attendance kiosk`;
+  const when = [l.dayOfWeek && l.dayOfWeek.slice(0, 3), l.time].filter(Boolean).join(" ");
+  const ends = snap.endsAt ? `ends ${snap.endsAt.slice(11, 16)}` : "";   // the kiosk's timetable zone
+  document.getElementById("class-sub").textContent =
+    [l.moduleName, when, l.teachingWeek, `class ${snap.classId}`, ends].filter(Boolean).join(" · ");
+}
+
 function showSession(snap) {
   session = snap;
-  document.getElementById("class-id").textContent = snap.classId;
+  showHeader(snap);
   students.clear();
   for (const s of snap.students) students.set(s.userId, s);
   renderAll();
@@ -124,39 +146,62 @@ async function run(action) {
   try { return await action(); } catch (error) { showError(errorBox, error); return null; }
 }
 
-const mark = (userId, present) => run(async () => updateStudent(await api("POST", "/api/session/marks", { userId, present })));
+const mark = (userId, present) => run(async () => {
+  const row = await api("POST", "/api/session/marks", { userId, present });
+  updateStudent(row);
+  if (row.pendingUndo) {
+    toast(`${row.fullName}: ${present ? "present" : "absent"}.`, row.pendingUndo * 1000,
+      { label: (left) => `Undo (${left} s)`, run: () => undo(userId) });
+  }
+});
 
 const undo = (userId) => run(async () => {
   await api("POST", "/api/session/marks/undo", { userId });
+  hideToast();
   showSession(await api("GET", "/api/session"));
   toast("Mark undone.");
 });
+
+async function undoAll(userIds) {
+  await run(async () => {
+    const answers = await Promise.all(userIds.map((userId) =>
+      api("POST", "/api/session/marks/undo", { userId }).then(() => true, () => false)));
+    showSession(await api("GET", "/api/session"));
+    const late = answers.filter((ok) => !ok).length;
+    toast(late ? `Undone, except ${late} already sent.` : "All undone.");
+  });
+}
 
 function confirmDialog(text) {
   const dialog = document.getElementById("confirm-dialog");
   document.getElementById("confirm-text").textContent = text;
   dialog.returnValue = "";
+  hideToast();
   dialog.showModal();
   return new Promise((resolve) => dialog.addEventListener("close", () => resolve(dialog.returnValue === "yes"), { once: true }));
 }
 
 document.getElementById("absent-remaining").addEventListener("click", async () => {
-  const left = [...students.values()].filter((s) => s.source === null && !s.pendingUndo).length;
-  if (!left) { toast("Every student already has a mark."); return; }
-  if (!(await confirmDialog(`Mark ${left} students without a mark absent?`))) return;
+  const left = [...students.values()].filter((s) => s.source === null && !s.pendingUndo).map((s) => s.userId);
+  if (!left.length) { toast("Every student already has a mark."); return; }
+  const who = left.length === 1 ? "the 1 student" : `the ${left.length} students`;
+  if (!(await confirmDialog(`Mark ${who} without a mark absent?`))) return;
   await run(async () => {
     const result = await api("POST", "/api/session/absent-remaining");
+    undoSeconds = result.undoSeconds ?? undoSeconds;
     showSession(await api("GET", "/api/session"));
-    toast(`${result.marked} marked absent. You can undo each for a few seconds.`);
+    toast(`${result.marked} marked absent.`, undoSeconds * 1000,
+      { label: (n) => `Undo all (${n} s)`, run: () => undoAll(left) });
   });
 });
 
 document.getElementById("end-class").addEventListener("click", async () => {
   if (!(await confirmDialog("End this class? The camera stops and waiting marks are sent now."))) return;
-  await run(async () => { await api("DELETE", "/api/session"); location.assign("/start"); });
+  await run(async () => { await api("DELETE", "/api/session"); location.assign("/start?classEnded=1"); });
 });
 
 search.addEventListener("input", renderAll);
+for (const radio of document.querySelectorAll("input[name=show]")) radio.addEventListener("change", renderAll);
 
 // --- enrolment --------------------------------------------------------------------------------
 let enrolling = null;
@@ -168,19 +213,23 @@ function openEnrol(s) {
   document.getElementById("enrol-name").textContent = s.fullName;
   document.getElementById("enrol-photos").value = "";
   enrolError.hidden = true;
+  hideToast();                       // the row keeps its own Undo button
   enrolDialog.showModal();
 }
 
-async function enrolWith(action, busyButton) {
+async function enrolWith(action, busyButton, busyText) {
   enrolError.hidden = true;
+  const busy = document.getElementById("enrol-busy");
+  busy.textContent = busyText;
   busyButton.disabled = true;
   try {
-    await action();
+    const result = await action();
     enrolDialog.close();
-    toast(`${enrolling.fullName} is enrolled.`);
+    toast(`${enrolling.fullName} is enrolled (${result.vectors} face ${result.vectors === 1 ? "vector" : "vectors"}).`);
   } catch (error) {
     showError(enrolError, error);
   } finally {
+    busy.textContent = "";
     busyButton.disabled = false;
   }
 }
@@ -191,45 +240,21 @@ document.getElementById("enrol-upload").addEventListener("click", (event) => enr
   const form = new FormData();
   form.append("userId", enrolling.userId);
   for (const file of files) form.append("image", file);
-  await api("POST", "/api/enroll", form, { form: true });
-}, event.currentTarget));
+  return api("POST", "/api/enroll", form, { form: true });
+}, event.currentTarget, "Checking the photos…"));
 
-document.getElementById("enrol-camera").addEventListener("click", (event) => enrolWith(async () => {
-  toast("Look at the kiosk camera…", 10000);
-  await api("POST", "/api/enroll/capture", { userId: enrolling.userId });
-}, event.currentTarget));
+document.getElementById("enrol-camera").addEventListener("click", (event) => enrolWith(
+  () => api("POST", "/api/enroll/capture", { userId: enrolling.userId }),
+  event.currentTarget, "The student should stand alone in front of the kiosk camera and look at it (up to 10 s)…"));
 
 // --- status -----------------------------------------------------------------------------------
-function setText(id, text) { document.getElementById(id).textContent = text; }
-
-function showStatus(st) {
-  const cam = st.camera || {};
-  setText("st-camera", cam.error ? `${cam.state}: ${cam.error}` : cam.fps != null ? `${cam.state} · ${cam.fps} fps` : cam.state || "off");
-  setText("st-faces", st.facesSeen ?? "–");
-  setText("st-last", st.lastRecognitionSecondsAgo != null ? `${Math.round(st.lastRecognitionSecondsAgo)} s ago` : "none yet");
-  setText("st-pending", st.outboxHealthy ? `${st.pendingPosts}` : `${st.pendingPosts} (the university API is not taking them yet)`);
-  setText("st-login", st.loginExpiresAt ? new Date(st.loginExpiresAt).toLocaleTimeString() : "–");
-  setText("st-feedback", (st.feedback || []).slice(-3).reverse().map((f) => `${f.signal} ${Math.round(f.secondsAgo)} s ago`).join(", ") || "none");
-  const waiting = st.pendingPosts ? ` · ${st.pendingPosts} posts waiting` : "";
-  setText("st-summary", `camera ${cam.state || "off"}${cam.fps != null ? ` ${cam.fps} fps` : ""}${waiting}`);
-  const warning = document.getElementById("st-warning");
-  warning.hidden = !st.clockWarning;
-  warning.textContent = st.clockWarning || "";
-  const dead = document.getElementById("st-dead");
-  dead.replaceChildren(...(st.deadLetters || []).map((d) => {
-    const li = document.createElement("li");
-    li.textContent = `Refused: ${d.userId} (${d.reason})`;
-    return li;
-  }));
-}
-
 let statusPending = null;
 function refreshStatus() {
   if (statusPending) return;
   statusPending = setTimeout(async () => {
     statusPending = null;
     try { showStatus(await api("GET", "/api/status")); } catch { /* shown on the next try */ }
-  }, 300);
+  }, 700);
 }
 
 // --- live updates -----------------------------------------------------------------------------
@@ -246,11 +271,12 @@ function listen() {
     const data = JSON.parse(e.data);
     if (data.state === "ended" && session && data.classId === session.classId) {
       source.close();
-      location.assign("/start");
+      location.assign("/start?classEnded=1");
     }
   });
-  for (const name of ["status", "outbox", "recognition"]) source.addEventListener(name, refreshStatus);
-  source.addEventListener("logout", () => { source.close(); location.assign("/login"); });
+  source.addEventListener("recognition", (e) => { noteRecognition(JSON.parse(e.data), nameOf); refreshStatus(); });
+  for (const name of ["status", "outbox", "enrolled"]) source.addEventListener(name, refreshStatus);
+  source.addEventListener("logout", () => { source.close(); location.assign("/login?ended=1"); });
   source.addEventListener("teacher", () => { source.close(); location.assign("/"); });
   source.onerror = () => { if (source.readyState === EventSource.CLOSED) setTimeout(listen, 3000); };
 }

@@ -33,4 +33,5 @@ async function logIn(takeOver) {
 form.addEventListener("submit", (event) => { event.preventDefault(); logIn(false); });
 document.getElementById("takeover-button").addEventListener("click", () => logIn(true));
 document.getElementById("takeover-cancel").addEventListener("click", () => { takeover.hidden = true; });
+document.getElementById("login-ended").hidden = new URLSearchParams(location.search).get("ended") !== "1";
 form.username.focus();

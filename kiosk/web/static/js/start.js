@@ -21,10 +21,20 @@ function teachingType() { return Number(form.querySelector("input[name=teachingT
 function setTeachingType(value) { document.getElementById(`type-${value}`).checked = true; }
 
 function slotText(slot) {
-  const parts = [`${slot.dayOfWeek.slice(0, 3)} ${slot.time}`, slot.own ? `${slot.user} (you)` : slot.user];
-  if (slot.runningNow) parts.push("running now");
-  else if (slot.startsSoon) parts.push("starts soon");
-  return parts.join(" · ");
+  const when = slot.runningNow ? "Now" : slot.startsSoon ? "Soon" : null;
+  return [when, `${slot.dayOfWeek.slice(0, 3)} ${slot.time}`, slot.own ? "you" : slot.user].filter(Boolean).join(" · ");
+}
+
+// One line saying what Start will start, since phone selects cut long names short.
+const moduleNames = new Map();       // module id (text) -> name
+const slotsByGuid = new Map();       // lessonGuid -> slot JSON
+
+function updateSummary() {
+  const slot = slotsByGuid.get(slotSelect.value);
+  const week = weekSelect.selectedOptions[0]?.textContent.split(" · ")[0];
+  const type = teachingType() === 1 ? "seminar" : "workshop";
+  document.getElementById("start-summary").textContent = slot && week
+    ? `${moduleNames.get(moduleSelect.value) || ""} ${type}, ${slot.dayOfWeek} ${slot.time}, ${week}` : "";
 }
 
 function showLessons(lessons) {
@@ -32,7 +42,11 @@ function showLessons(lessons) {
   weekSelect.replaceChildren();
   const pickedSlot = lessons.preselected.lessonGuid;
   if (!pickedSlot) slotSelect.append(option("", "Choose a slot", true));
-  for (const slot of lessons.slots) slotSelect.append(option(slot.guid, slotText(slot), slot.guid === pickedSlot));
+  slotsByGuid.clear();
+  for (const slot of lessons.slots) {
+    slotsByGuid.set(slot.guid, slot);
+    slotSelect.append(option(slot.guid, slotText(slot), slot.guid === pickedSlot));
+  }
   for (const week of lessons.attClasses) {
     weekSelect.append(option(week.classId, `${week.teachingWeek} · ${week.teachingType}`,
       week.classId === lessons.preselected.classId));
@@ -42,7 +56,10 @@ function showLessons(lessons) {
   updateButton();
 }
 
-function updateButton() { startButton.disabled = !(slotSelect.value && weekSelect.value); }
+function updateButton() {
+  startButton.disabled = !(slotSelect.value && weekSelect.value);
+  updateSummary();
+}
 
 async function loadLessons() {
   errorBox.hidden = true;
@@ -73,7 +90,10 @@ async function init() {
   await loadMe();
   const modules = await api("GET", "/api/modules");
   if (!modules.length) { hint.textContent = "Your account has no modules."; return; }
-  for (const m of modules) moduleSelect.append(option(m.id, `${m.code} · ${m.name}`));
+  for (const m of modules) {
+    moduleNames.set(String(m.id), m.name);
+    moduleSelect.append(option(m.id, `${m.code} · ${m.name}`));
+  }
   const running = await findRunning(modules);
   if (running) {
     moduleSelect.value = String(running.module.id);
@@ -111,4 +131,5 @@ for (const radio of form.querySelectorAll("input[name=teachingType]")) radio.add
 slotSelect.addEventListener("change", updateButton);
 weekSelect.addEventListener("change", updateButton);
 document.getElementById("logout").addEventListener("click", logout);
+document.getElementById("class-ended").hidden = new URLSearchParams(location.search).get("classEnded") !== "1";
 init().catch((error) => showError(errorBox, error));
