@@ -4,6 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 
 .PHONY: setup models demo test test-fast lint clean browser-deps
 
@@ -28,7 +29,7 @@ models: $(STAMP)
 	$(BIN)/kiosk models --with-data
 
 demo: setup
-	$(BIN)/kiosk demo
+	$(BIN)/kiosk demo $(DEMO_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check kiosk tests
