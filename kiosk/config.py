@@ -15,7 +15,9 @@ Example::
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -29,6 +31,7 @@ ENV_PREFIX = "KIOSK_"
 # Variables that start with KIOSK_ but are not settings (used by tests and the demo).
 ENV_IGNORED = frozenset({"KIOSK_CONFIG"})
 REPO_ROOT = Path(__file__).resolve().parent.parent
+METHOD_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")  # what the faceEmbeding format accepts as a method
 # The method name each embedder writes into its embeddings (and asks the API for by default).
 EMBEDDER_METHODS = {"mobilefacenet": "mobilefacenet-v1", "dlib": "dlib-resnet-v1"}
 
@@ -184,6 +187,8 @@ def _coerce(key: str, value: Any, spec: Spec, source: str) -> Any:
         raise ConfigError(f"Setting {where}: {value!r} is not a valid {spec.type.__name__}.") from exc
     if not isinstance(value, spec.type) or (spec.type is not bool and isinstance(value, bool)):
         raise ConfigError(f"Setting {where}: expected {spec.type.__name__}, got {type(value).__name__}.")
+    if spec.type is float and not math.isfinite(value):
+        raise ConfigError(f"Setting {where}: {value} is not a finite number.")
     if spec.min is not None and value < spec.min:
         raise ConfigError(f"Setting {where}: {value} is below the minimum {spec.min}.")
     if spec.max is not None and value > spec.max:
@@ -208,6 +213,9 @@ def _check_consistency(values: dict[str, Any]) -> None:
             "Setting web_threads must exceed sse_max_streams by at least 3, so live streams "
             "cannot starve ordinary requests."
         )
+    method = values["embedding_method"]
+    if method and not METHOD_NAME.fullmatch(method):
+        raise ConfigError(f"Setting embedding_method: {method!r} must be 1-64 letters, digits, '.', '_' or '-'.")
     if values["max_track_embeddings"] < values["votes_needed"]:
         raise ConfigError("Setting max_track_embeddings must be at least votes_needed, or no track could be decided.")
     if bool(values["tls_cert"]) != bool(values["tls_key"]):
@@ -265,7 +273,6 @@ def load_settings(path: str | os.PathLike[str] | None = None,
     """
     env = os.environ if env is None else env
     raw: dict[str, Any] = {}
-    sources: dict[str, str] = {}
     file_path = Path(path) if path is not None else None
     if file_path is None and env.get("KIOSK_CONFIG"):
         file_path = Path(env["KIOSK_CONFIG"])
@@ -280,7 +287,6 @@ def load_settings(path: str | os.PathLike[str] | None = None,
         if key not in SPECS:
             raise ConfigError(f"Unknown environment variable {name} (no setting {key!r}).")
         raw[key] = value
-        sources[key] = name
     source = "defaults, " + (str(file_path) if file_path else "no config file") + " and KIOSK_* variables"
     return _validated(raw, source=source)
 

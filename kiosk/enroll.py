@@ -220,5 +220,8 @@ def run_command(args, settings) -> int:
     finally:
         engine.close()
         client.logout()
+        client.close()
+        if isinstance(fetch, UrlPhotos):
+            fetch.close()
     print(summary.report())
     return 0 if not summary.refused else 1

@@ -43,6 +43,9 @@ def test_named_config_must_exist(tmp_path):
         ({"KIOSK_DETECT_ROI": "0.5,0,0.8,1"}, "stay inside"),
         ({"KIOSK_SSE_MAX_STREAMS": "30", "KIOSK_WEB_THREADS": "31"}, "must exceed"),
         ({"KIOSK_VOTES_NEEDED": "5", "KIOSK_MAX_TRACK_EMBEDDINGS": "4"}, "at least votes_needed"),
+        ({"KIOSK_UNDO_SECONDS": "nan"}, "not a finite number"),
+        ({"KIOSK_MAX_UPLOAD_MB": "inf"}, "not a finite number"),
+        ({"KIOSK_EMBEDDING_METHOD": "mobile facenet;v1"}, "letters, digits"),
     ],
 )
 def test_bad_values_are_named(env, message):

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from kiosk.errors import LoginFailed, LoginRequired, MalformedResponse, UpstreamRejected, UpstreamUnavailable
-from kiosk.wiut.client import WiutClient
+from kiosk.wiut.client import WiutClient, problem_summary
 from kiosk.wiut.models import AttClass, Lessons, Module, RosterStudent
 from kiosk.wiut.sandbox import SandboxServer
 from kiosk.wiut.sandbox_data import SandboxState
@@ -125,6 +125,18 @@ def test_unknown_class_is_rejected_with_the_problem_title(logged_in_client):
     with pytest.raises(UpstreamRejected, match="No such lesson and class") as caught:
         logged_in_client.students(demo_slot(logged_in_client), 1, METHOD)
     assert (caught.value.call, caught.value.status) == ("StudentsByLesson", 400)
+
+
+def test_problem_details_keep_field_names_but_not_echoed_ids():
+    import requests
+
+    response = requests.Response()
+    response.status_code = 400
+    response._content = (b'{"title": "One or more validation errors occurred.", "status": 400, '
+                         b'"errors": {"userId": ["The value \'00019880\' is not valid."]}}')
+    summary = problem_summary(response)
+    assert "userId" in summary and "validation errors" in summary
+    assert "00019880" not in summary
 
 
 def test_clock_skew_from_the_date_header():

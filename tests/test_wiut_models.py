@@ -43,6 +43,11 @@ def test_roster_is_lenient_where_harmless():
     assert student.full_name == ""
 
 
+def test_null_mark_fields_mean_no_mark_not_a_broken_roster():
+    student = RosterStudent.from_json({**STUDENT, "confidence": None, "isAttended": None})
+    assert (student.confidence, student.is_attended) == (0, False)
+
+
 def test_repr_of_a_student_shows_no_name_or_id():
     text = repr(RosterStudent.from_json(STUDENT))
     assert "00019880" not in text and "Invented" not in text

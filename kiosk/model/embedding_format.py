@@ -31,13 +31,14 @@ import re
 
 import numpy as np
 
+from kiosk.config import METHOD_NAME
 from kiosk.errors import EmbeddingFormatError, NotEnrolled
 
 VERSION = "kfe1"
 MAX_VECTORS = 20
 MAX_DIM = 4096
 _DTYPE = np.dtype("<f2")
-_METHOD_RE = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_METHOD_RE = METHOD_NAME
 _B64_RE = re.compile(r"[A-Za-z0-9+/]*={0,2}")
 
 

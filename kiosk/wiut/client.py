@@ -18,6 +18,7 @@ from __future__ import annotations
 import email.utils
 import enum
 import random
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -85,6 +86,9 @@ def retry_after_seconds(value: str | None, now: float) -> float | None:
         return None
 
 
+_LONG_NUMBER = re.compile(r"\d{5,}")
+
+
 def problem_summary(response: requests.Response) -> str:
     """``title`` and ``errors`` of a ProblemDetails body, shortened; ``""`` for another body."""
     try:
@@ -99,7 +103,8 @@ def problem_summary(response: requests.Response) -> str:
         for name, messages in errors.items():
             text = "; ".join(map(str, messages)) if isinstance(messages, list) else str(messages)
             parts.append(f"{name}: {text}")
-    return " ".join(parts)[:300]
+    # The API may echo a value back ("The value '00019880' is not valid"): keep IDs out of messages.
+    return _LONG_NUMBER.sub("<number>", " ".join(parts))[:300]
 
 
 class WiutClient:

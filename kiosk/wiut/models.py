@@ -173,8 +173,9 @@ class RosterStudent:
         user_id = field(obj, "userId", (str, int), call)
         return cls(user_id=str(user_id),
                    full_name=field(obj, "fullName", (str, type(None)), call) or "",
-                   is_attended=field(obj, "isAttended", bool, call),
-                   confidence=field(obj, "confidence", int, call),
+                   # null (a nullable column upstream) means "no mark", not a broken roster
+                   is_attended=bool(field(obj, "isAttended", (bool, type(None)), call)),
+                   confidence=field(obj, "confidence", (int, type(None)), call) or 0,
                    face_embedders=field(obj, "faceEmbedders", (str, type(None)), call) or "")
 
     def __repr__(self) -> str:
