@@ -38,6 +38,8 @@ from kiosk.timetable import LessonChoice, LessonInfo, choose_lesson, ends_at_for
 
 CLOCK_SKEW_WARN_SECONDS = 120.0
 TICK_SECONDS = 1.0
+FLUSH_SECONDS = 5.0          # how long a logout or take-over waits for the outgoing teacher's marks
+CLOSE_SECONDS = 5.0          # the whole of close(): flush and the tick thread's end share it
 
 
 @dataclasses.dataclass(frozen=True)
@@ -92,6 +94,7 @@ class Kiosk:
         self.settings = settings
         self._client_factory = client_factory or _default_client_factory(settings)
         self._engine = engine
+        self._built_engine: Any = None    # the engine this kiosk built itself (closed by close())
         self.events = events if events is not None else _new_event_bus()
         self.outbox = outbox
         self.feedback = feedback
@@ -103,12 +106,13 @@ class Kiosk:
         self._lock = threading.RLock()
         self._engine_lock = threading.Lock()
         self._client: Any = None
+        self._teacher_name: str | None = None   # set at login, cleared at logout: survives lost tokens
         self._retiring: dict[str, Any] = {}
         self._epoch = 0
         self._session: Any = None
-        self._ends_at: datetime | None = None
         self._lesson: LessonInfo | None = None
         self._pipeline: Any = None
+        self._seen_version: int | None = None   # the session's vectors_version the pipeline's gallery has
         self._lessons_cache: dict[tuple[int, int], Any] = {}
         self._modules_cache: dict[int, Any] = {}
         self._stop = threading.Event()
@@ -120,9 +124,12 @@ class Kiosk:
     # --- the teacher ---------------------------------------------------------------------------
     @property
     def teacher(self) -> str | None:
-        """Username of the logged-in teacher, or None when nobody is logged in."""
-        with self._lock:
-            return self._client.username if self._client is not None else None
+        """Username of the logged-in teacher, or None when nobody is logged in (or their tokens were lost).
+
+        Lock-free (one reference read): every page request and live-update frame asks, also while a class starts.
+        """
+        client = self._client
+        return client.username if client is not None else None
 
     @property
     def epoch(self) -> int:
@@ -143,27 +150,23 @@ class Kiosk:
         and ``takeover`` is False (the password was right; nothing changed).
         """
         with self._lock:
-            current = self._client
-        if current is not None and current.username and current.username.lower() == username.strip().lower():
-            name = current.login(username, password)          # same teacher: fresh tokens, class keeps running
-            self._notify_outbox(name)
-            return name
+            current, known = self._client, self._teacher_name
+        if current is not None and _same_name(known, username):
+            return self._relogin(current, username, password)   # same teacher: fresh tokens, class keeps running
         fresh = self._client_factory()
         name = fresh.login(username, password)
         with self._lock:
-            running = self._session
-            if running is not None and self.teacher != name and not takeover:
+            same = _same_name(self._teacher_name, name)
+            if self._session is not None and not same and not takeover:
                 _discard(fresh)
-                other = self.teacher or "another teacher"
+                other = self._teacher_name or "another teacher"
                 raise ClassInProgress(f"Teacher {other} is running a class: take over?", teacher=other)
-            if running is not None and self.teacher == name:
-                self._client.login(username, password)
+            if same and self._client is not None:
                 _discard(fresh)
-                self._notify_outbox(name)
-                return name
+                return self._relogin(self._client, username, password)
             self._end_class_locked(reason="another teacher took over")
-            self._retire_client_locked()
-            self._client = fresh
+            self._retire_client_locked(FLUSH_SECONDS)
+            self._client, self._teacher_name = fresh, name
             self._epoch += 1
             self._lessons_cache.clear()
             self._modules_cache.clear()
@@ -171,21 +174,32 @@ class Kiosk:
         self._publish("teacher", {"teacher": name})
         return name
 
+    def _relogin(self, client: Any, username: str, password: str) -> str:
+        """New tokens for the teacher already on the kiosk, in the client the running class uses."""
+        name = client.login(username, password)
+        with self._lock:
+            self._teacher_name = name
+        self._notify_outbox(name)
+        return name
+
     def logout(self) -> None:
-        """End the running class (pending marks flushed with these tokens), then forget the tokens."""
+        """End the running class (pending marks flushed with these tokens, at most 5 s), then forget the tokens."""
+        self._logout(FLUSH_SECONDS)
+
+    def _logout(self, flush_seconds: float) -> None:
         with self._lock:
             if self._client is None:
                 return
             self._end_class_locked(reason="the teacher logged out")
-            self._retire_client_locked()
-            self._client = None
+            self._retire_client_locked(flush_seconds)
+            self._client = self._teacher_name = None
             self._epoch += 1
             self._lessons_cache.clear()
             self._modules_cache.clear()
         self._publish("teacher", {"teacher": None})
 
-    def _retire_client_locked(self) -> None:
-        """Flush the outbox with the outgoing teacher's tokens (at most 5 s), then forget them."""
+    def _retire_client_locked(self, flush_seconds: float) -> None:
+        """Flush the outbox with the outgoing teacher's tokens (at most ``flush_seconds``), then forget them."""
         old = self._client
         if old is None:
             return
@@ -194,7 +208,7 @@ class Kiosk:
             self._retiring[name] = old
         try:
             if self.outbox is not None and name:
-                self.outbox.flush(5.0, teacher=name)
+                self.outbox.flush(max(0.0, flush_seconds), teacher=name)
         finally:
             self._retiring.pop(name, None)
             _discard(old)
@@ -244,13 +258,14 @@ class Kiosk:
                                   max_minutes=self.settings.max_class_minutes)
             session = self._session_factory(
                 client, self.outbox, teacher=client.username, lesson_guid=lesson_guid, class_id=int(class_id),
-                embedding_method=self.settings.embedding_method, ends_at=ends_at,
+                embedding_method=self.settings.embedding_method, embedding_dim=self._embedding_dim(),
+                ends_at=ends_at,
                 max_minutes=self.settings.max_class_minutes, undo_seconds=self.settings.undo_seconds,
                 roster_refresh_seconds=self.settings.roster_refresh_seconds, clock=self.clock,
                 monotonic=self.monotonic, events=self.events)
             session.load_roster()
             lesson = lesson_info(self._find_module(client, module_id), teaching_type, slot, lessons, int(class_id))
-            self._session, self._ends_at, self._lesson = session, ends_at, lesson
+            self._session, self._lesson = session, lesson
             self._start_pipeline_locked()
             return self._snapshot(session)
 
@@ -277,14 +292,33 @@ class Kiosk:
         lesson = lesson or self._lesson or LessonInfo()
         return {**session.snapshot(), "lesson": lesson.to_json()}
 
+    def _embedding_dim(self) -> int:
+        """Length of the vectors the configured embedder makes (the engine's when it is already built)."""
+        if self._engine is not None and isinstance(getattr(self._engine, "dim", None), int):
+            return self._engine.dim
+        if self.settings.embedder == "dlib":
+            from kiosk.model.baseline import DIM
+        else:
+            from kiosk.model.embedder import DIM
+        return DIM
+
     def _start_pipeline_locked(self) -> None:
+        """Open the class's camera; on any failure the class runs without one (marks by hand)."""
         if self._pipeline_factory is None:
             return
+        session = self._session
+        pipeline = None
         try:
-            self._pipeline = self._pipeline_factory(on_decision=self._on_decision)
-            self._pipeline.start(self._session.gallery())
-        except (KioskError, OSError) as exc:  # the class runs without a camera; the page shows why
-            print(f"kiosk: camera pipeline did not start: {exc}", flush=True)
+            pipeline = self._pipeline_factory(on_decision=self._on_decision)
+            version = getattr(session, "vectors_version", None)
+            pipeline.start(session.gallery())
+        except Exception as exc:  # any camera or model failure: the class runs without a camera
+            print(f"kiosk: camera pipeline did not start ({type(exc).__name__}).", flush=True)
+            if pipeline is not None:
+                with contextlib.suppress(Exception):
+                    pipeline.stop()
+            return
+        self._pipeline, self._seen_version = pipeline, version
 
     def _on_decision(self, decision: Any) -> str | None:
         """Called by the pipeline's thread with a recognised decision (``user_id``, ``confidence``)."""
@@ -304,7 +338,7 @@ class Kiosk:
         session, pipeline, lesson = self._session, self._pipeline, self._lesson
         if session is None:
             return None
-        self._session = self._pipeline = self._ends_at = self._lesson = None
+        self._session = self._pipeline = self._lesson = self._seen_version = None
         if pipeline is not None:
             pipeline.stop()
         session.end()
@@ -345,7 +379,7 @@ class Kiosk:
             if self._engine is None:
                 from kiosk.model.engine import Engine
 
-                self._engine = Engine.from_settings(self.settings)
+                self._engine = self._built_engine = Engine.from_settings(self.settings)
             return self._engine
 
     def enroll(self, user_id: str, images: list[bytes]) -> int:
@@ -381,6 +415,7 @@ class Kiosk:
         finally:
             with self._lock:
                 if pipeline is not None and self._pipeline is pipeline:
+                    self._seen_version = getattr(self._session, "vectors_version", None)
                     pipeline.start(self._session.gallery())
         return self._store_vectors(user_id, vectors)
 
@@ -404,6 +439,7 @@ class Kiosk:
                 session.set_student_vectors(user_id, vectors)
             with self._lock:
                 if self._pipeline is not None and self._session is session:
+                    self._seen_version = getattr(session, "vectors_version", None)
                     self._pipeline.set_gallery(session.gallery())
         self._publish("enrolled", {"userId": user_id, "vectors": len(vectors)})
         return len(vectors)
@@ -425,7 +461,7 @@ class Kiosk:
             "facesSeen": stats.get("faces_seen"),
             "lastRecognitionSecondsAgo": stats.get("last_recognition"),
             "pendingPosts": _count(self.outbox, "pending"),
-            "deadLetters": _dead_letters(self.outbox),
+            "deadLetters": _dead_letters(self.outbox, client.username if client is not None else None),
             "outboxHealthy": bool(getattr(self.outbox, "healthy", True)),
             "loginExpiresAt": _iso_from_epoch(expires),
             "clockSkewSeconds": skew,
@@ -435,23 +471,52 @@ class Kiosk:
             "loginNeeded": _login_needed(self.outbox, client.username if client is not None else None),
         }
 
+    def outbox_view(self, status: dict) -> dict:
+        """An outbox ``status`` (or ``outbox`` event) trimmed to what the logged-in teacher may see:
+        only their own refused marks and their own name in ``loginRequired`` (nothing when nobody is in)."""
+        teacher = self.teacher
+        return {**status,
+                "loginRequired": [t for t in status.get("loginRequired", ()) if teacher and t == teacher],
+                "deadLetters": [d for d in status.get("deadLetters", ()) if teacher and d.get("teacher") == teacher]}
+
+    def retry_dead_letter(self, class_id: int, user_id: str) -> bool:
+        """Queue the logged-in teacher's refused mark again; False when they have no such refused mark."""
+        teacher = self._require_client().username
+        if self.outbox is None:
+            return False
+        letters = self.outbox.dead_letters()
+        if not any(d.mark.key == (class_id, user_id) and d.mark.teacher == teacher for d in letters):
+            return False
+        return bool(self.outbox.retry_dead_letter(class_id, user_id))
+
     def _publish(self, name: str, data: dict) -> None:
         if self.events is not None:
             self.events.publish(name, data)
 
     # --- the tick loop and shutdown ------------------------------------------------------------
     def tick(self) -> None:
-        """One step: the session's own timers, then end the class once its time is over."""
+        """One step: the session's own timers (it decides when its time is over: then the camera goes off
+        and the class ends here), and new vectors reach the camera's gallery."""
         with self._lock:
-            session, ends_at = self._session, self._ends_at
+            session = self._session
         if session is None:
             return
-        ended = session.tick()
-        over = ends_at is not None and self.clock() >= ends_at
-        if ended is True or over:
+        if session.tick() is True:
             with self._lock:
                 if self._session is session:
                     self._end_class_locked(reason="its time is over")
+            return
+        self._refresh_gallery(session)
+
+    def _refresh_gallery(self, session: Any) -> None:
+        """Give the camera the class's gallery again when its vectors changed (enrolled elsewhere, refresh)."""
+        version = getattr(session, "vectors_version", None)
+        if version is None or version == self._seen_version:
+            return
+        with self._lock:
+            if self._session is session and self._pipeline is not None:
+                self._seen_version = version
+                self._pipeline.set_gallery(session.gallery())
 
     def _tick_loop(self, every: float) -> None:
         while not self._stop.wait(every):
@@ -462,24 +527,35 @@ class Kiosk:
             except Exception as exc:       # a bug must not stop classes from ending on time
                 print(f"kiosk: tick failed ({type(exc).__name__}); still ticking.", flush=True)
 
-    def close(self) -> None:
-        """End the running class, stop the tick thread and forget the tokens. Safe to call twice."""
+    def close(self, timeout: float = CLOSE_SECONDS) -> None:
+        """End the running class, flush the teacher's marks, forget the tokens, stop the tick thread and close
+        the engine this kiosk built, all within ``timeout`` real seconds (the flush first). Safe to call twice."""
         if self._closed:
             return
         self._closed = True
+        deadline = time.monotonic() + timeout
         self._stop.set()
-        if self._ticker is not threading.current_thread():
-            self._ticker.join(timeout=5)
         with contextlib.suppress(KioskError):
-            self.logout()
+            self._logout(deadline - time.monotonic())
+        if self._ticker is not threading.current_thread():
+            self._ticker.join(timeout=max(0.0, deadline - time.monotonic()))
         if self.events is not None and hasattr(self.events, "close"):
             self.events.close()
+        with self._engine_lock:
+            built, self._built_engine = self._built_engine, None
+        if built is not None and hasattr(built, "close"):
+            built.close()
 
     def __enter__(self) -> Kiosk:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _same_name(known: str | None, username: str) -> bool:
+    """True when ``username`` names the teacher ``known`` (the university's spelling; case does not matter)."""
+    return bool(known) and known.strip().lower() == username.strip().lower()
 
 
 def _discard(client) -> None:
@@ -523,10 +599,11 @@ def _login_needed(outbox, teacher: str | None) -> bool:
     return teacher in outbox.status().get("loginRequired", ())
 
 
-def _dead_letters(outbox) -> list[dict]:
-    if outbox is None:
+def _dead_letters(outbox, teacher: str | None) -> list[dict]:
+    """The refused marks of ``teacher`` only (other teachers' are not theirs to see); none when None."""
+    if outbox is None or teacher is None:
         return []
-    return [letter.to_json() for letter in outbox.dead_letters()]
+    return [letter.to_json() for letter in outbox.dead_letters() if letter.mark.teacher == teacher]
 
 
 def _iso_from_epoch(seconds: float | None) -> str | None:

@@ -357,16 +357,24 @@ class Services(contextlib.ExitStack):
         stack.callback(self._stop_outbox)  # after the kiosk's own flush: spool what is left
         self.kiosk = Kiosk(settings, engine=self._engine, events=bus, outbox=self.outbox, feedback=feedback,
                            pipeline_factory=self._make_pipeline, source_factory=self._camera)
-        stack.callback(self.kiosk.close)  # ends the class, flushes the teacher's marks (<= 5 s)
+        stack.callback(self._close_kiosk)  # ends the class, flushes the teacher's marks (within the budget)
         stack.callback(self._closing)  # runs first: the 5 s flush budget starts now
 
     def _closing(self) -> None:
         self._closing_since = time.monotonic()
 
+    def _budget_left(self) -> float:
+        """Seconds left of the 5 s shutdown flush budget (all of it before shutdown began)."""
+        since = self._closing_since if self._closing_since is not None else time.monotonic()
+        return max(0.0, OUTBOX_FLUSH_SECONDS - (time.monotonic() - since))
+
+    def _close_kiosk(self) -> None:
+        """Close the kiosk (class ended, marks flushed, tick thread stopped) within the budget's remainder."""
+        self.kiosk.close(timeout=self._budget_left())
+
     def _stop_outbox(self) -> None:
         """Stop the outbox with what is left of the 5 s flush budget (the kiosk's flush used some)."""
-        since = self._closing_since if self._closing_since is not None else time.monotonic()
-        self.outbox.stop(max(0.0, OUTBOX_FLUSH_SECONDS - (time.monotonic() - since)))
+        self.outbox.stop(self._budget_left())
 
     def _client_for(self, teacher: str) -> Any:
         return self.kiosk.client_for(teacher) if self.kiosk is not None else None

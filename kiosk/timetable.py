@@ -17,9 +17,8 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
-from kiosk.attendance import class_end, slot_end
+from kiosk.attendance import DAYS, class_end, slot_end
 
-DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 SOON = timedelta(minutes=15)
 TEACHING_TYPES = {1: "Seminar", 2: "Workshop"}
 
@@ -77,13 +76,13 @@ class LessonInfo:
                 "dayOfWeek": self.day_of_week, "time": self.time, "teachingWeek": self.teaching_week}
 
 
-def _slot_window(slot: Any, now: datetime) -> tuple[datetime, datetime] | None:
-    """Today's start and end of ``slot`` in ``now``'s zone, or None when it is not today or unparsed."""
-    start, end = getattr(slot, "start", None), getattr(slot, "end", None)
-    if start is None or end is None or str(slot.day_of_week).strip().lower() != DAYS[now.weekday()]:
+def _start_if_ahead(slot: Any, now: datetime) -> datetime | None:
+    """Today's start of ``slot`` in ``now``'s zone while the slot has not ended yet; None when it is not today,
+    is over or its time cannot be read (whether it is today and not over is :func:`slot_end`'s rule)."""
+    start = getattr(slot, "start", None)
+    if start is None or slot_end(str(slot.time), str(slot.day_of_week), now.tzinfo, now) is None:
         return None
-    day = now.date()
-    return (datetime.combine(day, start, tzinfo=now.tzinfo), datetime.combine(day, end, tzinfo=now.tzinfo))
+    return datetime.combine(now.date(), start, tzinfo=now.tzinfo)
 
 
 def week_number(week: str) -> int:
@@ -93,9 +92,9 @@ def week_number(week: str) -> int:
 
 
 def _slot_view(slot: Any, teacher: str, now: datetime) -> SlotView:
-    window = _slot_window(slot, now)
-    running = window is not None and window[0] <= now < window[1]
-    soon = window is not None and window[0] - SOON <= now < window[0]
+    start = _start_if_ahead(slot, now)
+    running = start is not None and start <= now
+    soon = start is not None and start - SOON <= now < start
     return SlotView(slot.guid, slot.day_of_week, slot.time, slot.user,
                     own=bool(teacher) and str(slot.user).lower() == teacher.lower(),
                     running_now=running, starts_soon=soon)

@@ -11,7 +11,6 @@ Example::
 
 from __future__ import annotations
 
-import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -44,12 +43,9 @@ def create_app(kiosk: Any, *, testing: bool = False, monotonic: Callable[[], flo
     app = Flask(__name__)
     app.request_class = InMemoryRequest
     app.config.update(
-        TESTING=testing,
-        SECRET_KEY=secrets.token_bytes(32),           # random per process, never on disk
+        TESTING=testing,                              # no SECRET_KEY: Flask's signed session is not used
         MAX_CONTENT_LENGTH=int(kiosk.settings.max_upload_mb * 1_000_000),
         MAX_FORM_MEMORY_SIZE=int(kiosk.settings.max_upload_mb * 1_000_000),
-        SESSION_COOKIE_HTTPONLY=True,
-        SESSION_COOKIE_SAMESITE="Strict",
     )
     app.json.sort_keys = False                        # keep the documented field order
     state = WebState(kiosk, monotonic)

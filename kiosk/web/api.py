@@ -7,7 +7,7 @@ from typing import Any
 
 from flask import Blueprint, g, jsonify, request
 
-from kiosk.errors import LoginFailed
+from kiosk.errors import ClassInProgress
 from kiosk.web.auth import (
     clear_session_cookie,
     current_session,
@@ -30,22 +30,23 @@ def _me(username: str, csrf: str):
 @bp.post("/login")
 def login():
     st = state()
-    who = request.remote_addr or "unknown"
-    wait = st.limiter.retry_after(who)
-    if wait is not None:
-        response = error(429, f"Too many failed logins: try again in {wait} seconds.")
-        response.headers["Retry-After"] = str(wait)
-        return response
     if not same_origin():
         return error(403, "Logging in from another site is not allowed.")
     data = json_body("username", "password")
     if not isinstance(data["username"], str) or not isinstance(data["password"], str):
         return error(400, "Username and password must be text.")
+    who = request.remote_addr or "unknown"
+    wait = st.limiter.begin(who)            # counted before the university is asked: parallel guesses too
+    if wait is not None:
+        response = error(429, f"Too many failed logins: try again in {wait} seconds.")
+        response.headers["Retry-After"] = str(wait)
+        return response
     try:
         name = st.kiosk.login(data["username"], data["password"], takeover=data.get("takeover") is True)
-    except LoginFailed:
-        st.limiter.failed(who)
+    except ClassInProgress:
+        st.limiter.succeeded(who)           # the password was right
         raise
+    st.limiter.succeeded(who)
     sid, session = st.sessions.create(name, st.kiosk.epoch)
     response = _me(name, session.csrf)
     set_session_cookie(response, sid)
@@ -109,6 +110,8 @@ def start_session():
         teaching_type = None if data.get("teachingType") is None else int(data["teachingType"])
     except (TypeError, ValueError):
         return error(400, "classId, moduleId and teachingType must be numbers.")
+    if teaching_type not in (None, 1, 2):
+        return error(400, "teachingType must be 1 (seminar) or 2 (workshop).")
     snap = state().kiosk.start_class(str(data["lessonGuid"]), class_id, module_id, teaching_type)
     return jsonify(snap), 201
 
@@ -145,6 +148,20 @@ def undo():
     if not state().kiosk.undo(user_id):
         return error(409, "Too late to undo: that mark was already sent.")
     return jsonify({"userId": user_id, "undone": True})
+
+
+@bp.post("/outbox/retry")
+@login_required
+def retry_refused_mark():
+    data = json_body("classId", "userId")
+    try:
+        class_id = int(data["classId"])
+    except (TypeError, ValueError):
+        return error(400, "classId must be a number.")
+    user_id = user_id_of(data)
+    if not state().kiosk.retry_dead_letter(class_id, user_id):
+        return error(404, "You have no refused mark for that student in that class.")
+    return jsonify({"classId": class_id, "userId": user_id, "queued": True}), 202
 
 
 @bp.post("/session/absent-remaining")

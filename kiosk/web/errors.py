@@ -82,7 +82,14 @@ def _http_error(exc: HTTPException):
     return error(status, message)
 
 
+def _unexpected(exc: Exception):
+    """A bug: a plain 500, and only the exception's type on stderr (its text may hold names or IDs)."""
+    print(f"kiosk web: unexpected {type(exc).__name__} on {request.method} {request.path}", flush=True)
+    return error(500, HTTP_MESSAGES[500])
+
+
 def register(app: Flask) -> None:
     """Install the JSON error handlers on ``app``."""
     app.register_error_handler(KioskError, _kiosk_error)
     app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 from importlib import resources
+from typing import Any
 
 from flask import Blueprint, Response, jsonify, request
 
+from kiosk.events import Event
 from kiosk.web.auth import login_required, state
 from kiosk.web.errors import error
 from kiosk.web.security import SESSION_COOKIE
@@ -19,6 +22,13 @@ QUEUE_SIZE = 100
 
 def _frame(name: str, data: object) -> str:
     return f"event: {name}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
+
+
+def _visible(event: Event, kiosk: Any) -> Event:
+    """``event`` as this page may see it: an ``outbox`` event keeps only its teacher's refused marks."""
+    if event.name != "outbox":
+        return event
+    return dataclasses.replace(event, data=kiosk.outbox_view(event.data))
 
 
 @bp.get("/api/events")
@@ -37,21 +47,21 @@ def events():
             subscription.close()
             st.streams.release()
 
+    def logged_in() -> bool:
+        return st.sessions.get(sid, teacher=st.kiosk.teacher, epoch=st.kiosk.epoch) is not None
+
     def stream() -> Iterator[str]:
         try:
             yield "retry: 3000\n\n"
             yield _frame("snapshot", {"session": st.kiosk.session(), "status": st.kiosk.status()})
             while True:
                 event = subscription.get(timeout=st.heartbeat)
-                if event is not None:
-                    yield event.sse()
-                    continue
-                if subscription.closed:
+                if event is None and subscription.closed:
                     return
-                if st.sessions.get(sid, teacher=st.kiosk.teacher, epoch=st.kiosk.epoch) is None:
+                if not logged_in():          # before every frame: a logged-out page gets nothing more
                     yield _frame("logout", {})
                     return
-                yield ": heartbeat\n\n"
+                yield ": heartbeat\n\n" if event is None else _visible(event, st.kiosk).sse()
         finally:
             release()
 

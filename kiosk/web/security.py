@@ -1,8 +1,8 @@
 """Security plumbing of the teacher page: in-memory uploads, server-side sessions, CSRF, login limits, headers.
 
 Nothing here touches the disk: sessions live in a dict of this process (a restart logs every page out),
-uploads are parsed into memory (never Werkzeug's spooled temporary files), the Flask secret key is random
-per process.
+uploads are parsed into memory (never Werkzeug's spooled temporary files). Flask's signed cookie session
+is not used, so there is no secret key.
 """
 
 from __future__ import annotations
@@ -96,7 +96,10 @@ def csrf_ok(session: WebSession, sent: str | None) -> bool:
 
 
 class LoginLimiter:
-    """At most ``limit`` failed logins per client in any ``window`` seconds (``monotonic`` clock)."""
+    """At most ``limit`` login attempts per client in any ``window`` seconds (``monotonic`` clock) that did not
+    succeed. An attempt counts from the moment it starts (:meth:`begin`), so parallel guesses cannot slip in
+    while the university checks the first ones; :meth:`succeeded` takes a right password back off the count.
+    """
 
     def __init__(self, limit: int, window: float = 60.0, monotonic: Callable[[], float] = time.monotonic):
         self.limit = limit
@@ -111,22 +114,25 @@ class LoginLimiter:
             times.popleft()
         return times
 
-    def retry_after(self, client: str) -> int | None:
-        """Whole seconds until ``client`` may try again, or None when it may try now."""
+    def begin(self, client: str) -> int | None:
+        """Count a login attempt of ``client`` now; None when it may go ahead, else the whole seconds until
+        it may try again (the attempt was refused and not counted)."""
         now = self._monotonic()
         with self._lock:
             times = self._recent(client, now)
-            if len(times) < self.limit:
-                return None
-            return max(1, int(times[0] + self.window - now + 0.999))
-
-    def failed(self, client: str) -> None:
-        """Count one failed login of ``client``."""
-        now = self._monotonic()
-        with self._lock:
-            self._recent(client, now).append(now)
+            if len(times) >= self.limit:
+                return max(1, int(times[0] + self.window - now + 0.999))
+            times.append(now)
             if len(self._failures) > 10_000:   # a flood of addresses: forget the idle ones
                 self._failures = {k: v for k, v in self._failures.items() if v}
+            return None
+
+    def succeeded(self, client: str) -> None:
+        """Take one attempt of ``client`` back off the count (the password was right)."""
+        with self._lock:
+            times = self._failures.get(client)
+            if times:
+                times.pop()
 
 
 class StreamGate:

@@ -207,3 +207,24 @@ def test_a_page_whose_session_ended_elsewhere_says_so_at_the_login(page, kiosk):
     expect(page.get_by_role("status").filter(has_text="Your session on this kiosk has ended")).to_be_visible()
     page.goto("/login")
     expect(page.locator("#login-ended")).to_be_hidden()
+
+
+def test_a_refused_mark_can_be_sent_again_from_the_status_area(page, kiosk, sandbox):
+    from kiosk.outbox import DeadLetter, Mark
+
+    log_in(page)
+    page.get_by_role("button", name="Start class").click()
+    expect(page.locator("#roster li")).to_have_count(24)
+    snap = kiosk.session()
+    user = next(s["userId"] for s in snap["students"] if s["source"] is None)
+    mark = Mark(snap["classId"], user, 88, "teacher", 0.0)
+    kiosk.outbox._dead[mark.key] = DeadLetter(mark, 400, "Refused by the test", 0.0)
+    kiosk.outbox._publish()                                        # the page hears of it like of a real refusal
+    page.get_by_text("Kiosk status").click()
+    refused = page.locator("#st-dead li", has_text=user)
+    expect(refused).to_contain_text("Refused by the test")
+    refused.get_by_role("button", name="Send again").click()
+    expect(page.locator("#toast-text")).to_have_text("The mark was queued again.")
+    expect(page.locator("#st-dead li")).to_have_count(0)
+    assert kiosk.outbox.flush(10.0)
+    assert sandbox.state.attendance(snap["classId"])[user].confidence == 88     # delivered this time

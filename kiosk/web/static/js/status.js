@@ -1,6 +1,8 @@
 // The class view's status area and banners: camera, faces, last recognition, outbox, login, LED/buzzer.
 // Fed by GET /api/status and the live "status" / "recognition" events (docs/api.md).
 
+import { api, toast } from "./api.js";
+
 const SIGNALS = {
   recognised: "green light + beep (marked)",
   already_marked: "green blinks twice (already marked)",
@@ -98,11 +100,28 @@ export function showStatus(st) {
   const waiting = st.pendingPosts ? ` · ${st.pendingPosts} waiting` : "";
   setText("st-summary", `camera ${cam.state || "off"}${fps}${faces}${waiting}`);
   document.getElementById("banners").replaceChildren(...banners(st));
-  document.getElementById("st-dead").replaceChildren(...(st.deadLetters || []).map((d) => {
-    const li = document.createElement("li");
-    li.textContent = `Refused: ${d.userId} (${d.reason})`;
-    return li;
-  }));
+  document.getElementById("st-dead").replaceChildren(...(st.deadLetters || []).map(deadLetterItem));
+}
+
+// One refused mark with a "Send again" button (POST /api/outbox/retry); the next outbox event removes it.
+function deadLetterItem(d) {
+  const li = document.createElement("li");
+  li.textContent = `Refused: ${d.userId} (${d.reason}) `;
+  const again = document.createElement("button");
+  again.type = "button";
+  again.textContent = "Send again";
+  again.addEventListener("click", async () => {
+    again.disabled = true;
+    try {
+      await api("POST", "/api/outbox/retry", { classId: d.classId, userId: d.userId });
+      toast("The mark was queued again.");
+    } catch (error) {
+      toast(error.message);
+      again.disabled = false;
+    }
+  });
+  li.append(again);
+  return li;
 }
 
 // A "recognition" event: remember who (the name from the roster) for the "Last recognition" line.
