@@ -23,6 +23,8 @@ outbox is unhealthy: the API is down or the teacher must log in again).
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import email.utils
 import logging
 import signal
@@ -202,10 +204,14 @@ class WaitressServer:
     def __init__(self, app: Any, settings: Any):
         from waitress.server import create_server
 
+        # Request bodies stay in memory: waitress spools bodies above ``inbuf_overflow`` (512 KB by
+        # default) to a temporary file, and refuses bodies above ``max_request_body_size`` (413).
+        body_cap = int(settings.max_upload_mb * 1_000_000) + 1_000_000
         self._server = create_server(
             app, host=settings.host, port=settings.port, threads=settings.web_threads,
             trusted_proxy="127.0.0.1", trusted_proxy_headers={"x-forwarded-for", "x-forwarded-proto"},
-            clear_untrusted_proxy_headers=True, ident="kiosk")
+            clear_untrusted_proxy_headers=True, ident="kiosk",
+            inbuf_overflow=body_cap + 1, max_request_body_size=body_cap)
         self.port = int(self._server.effective_port)
         self.url = f"http://{settings.host}:{self.port}/"
         self._listening_closed = False
@@ -421,9 +427,27 @@ def configure_parser(parser: Any) -> None:
                         help="do not compare this clock with the API's at start-up")
 
 
+M_ARENA_MAX = -8  # glibc's mallopt parameter number
+
+
+def limit_malloc_arenas(arenas: int = 2) -> bool:
+    """Cap glibc's malloc arenas (as ``MALLOC_ARENA_MAX`` would); True when it took effect.
+
+    Each class starts fresh camera and pipeline threads, and glibc gives new threads new arenas (up to
+    8 per core) that keep their memory: the soak test saw ~5 MB more RSS per class start until the cap.
+    With 2 arenas the growth stays flat. A no-op off glibc.
+    """
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return bool(libc.mallopt(M_ARENA_MAX, arenas))
+    except (OSError, AttributeError):
+        return False
+
+
 def run_command(args: Any, settings: Any, *, stop: threading.Event | None = None,
                 notifier: Notifier | None = None) -> int:
     """Serve until SIGTERM/SIGINT (or ``stop`` is set); 0 after a clean stop, 1 when start-up fails."""
+    limit_malloc_arenas()
     stop = stop or threading.Event()
     with contextlib.ExitStack() as stack:
         stack.enter_context(log_to())

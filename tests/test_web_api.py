@@ -243,6 +243,9 @@ def test_workshop_starting_within_15_minutes_is_preselected_and_own_slots_come_f
     assert body["slots"][0]["own"] and body["slots"][0]["startsSoon"]
     assert body["preselected"]["lessonGuid"] == body["slots"][0]["guid"]
     assert web.get(f"/api/modules/{DEMO_MODULE_ID}/lessons?teachingType=3").status_code == 400
+    for bad in ("-1", "abc", "1e3", "9999999999"):
+        answer = web.get(f"/api/modules/{bad}/lessons?teachingType=1")
+        assert answer.status_code == 400 and "moduleId" in answer.get_json()["error"]
 
 
 # --- the running class ---------------------------------------------------------------------------
@@ -417,7 +420,7 @@ def test_openapi_lists_every_route(app, web):
     documented = {(path, method.upper()) for path, ops in spec["paths"].items() for method in ops}
     for rule in app.url_map.iter_rules():
         if rule.rule.startswith("/api/") or rule.rule == "/healthz":
-            path = rule.rule.replace("<int:module_id>", "{moduleId}")
+            path = rule.rule.replace("<module_id>", "{moduleId}")
             for method in rule.methods - {"HEAD", "OPTIONS"}:
                 assert (path, method) in documented, (path, method)
 

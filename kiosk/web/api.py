@@ -78,13 +78,15 @@ def modules():
     return jsonify([{"id": m.id, "name": m.name, "code": m.code} for m in state().kiosk.modules()])
 
 
-@bp.get("/modules/<int:module_id>/lessons")
+@bp.get("/modules/<module_id>/lessons")
 @login_required
-def lessons(module_id: int):
+def lessons(module_id: str):
+    if not module_id.isdigit() or len(module_id) > 9:
+        return error(400, "moduleId must be a module's number.")
     teaching_type = request.args.get("teachingType", type=int)
     if teaching_type not in (1, 2):
         return error(400, "teachingType must be 1 (seminar) or 2 (workshop).")
-    choice = state().kiosk.lessons(module_id, teaching_type)
+    choice = state().kiosk.lessons(int(module_id), teaching_type)
     return jsonify({
         "slots": [_camel(dataclasses.asdict(s)) for s in choice.slots],
         "attClasses": [_camel(dataclasses.asdict(w)) for w in choice.weeks],
