@@ -132,6 +132,15 @@ class Kiosk:
         return client.username if client is not None else None
 
     @property
+    def owner(self) -> str | None:
+        """The teacher in control of the kiosk: set at login, cleared at logout or take-over.
+
+        Unlike :attr:`teacher` it survives lost tokens (a revoked refresh token), so the teacher's page
+        keeps working on what the kiosk holds and can tell them to log in again.
+        """
+        return self._teacher_name
+
+    @property
     def epoch(self) -> int:
         """Grows each time the teacher changes or logs out: web sessions of an older epoch are void."""
         return self._epoch
@@ -447,12 +456,13 @@ class Kiosk:
     # --- status --------------------------------------------------------------------------------
     def status(self) -> dict:
         """What the page's status area shows; see docs/api.md GET /api/status. Lock-free reads."""
-        client, pipeline, session = self._client, self._pipeline, self._session
+        client, pipeline, session, owner = self._client, self._pipeline, self._session, self._teacher_name
+        tokens_lost = owner is not None and (client is None or not client.logged_in)
         stats = _safe_stats(pipeline)
         skew = client.clock_skew() if client is not None else None
         expires = client.access_expires_at if client is not None else None
         return {
-            "teacher": client.username if client is not None else None,
+            "teacher": owner,
             "classRunning": session is not None,
             "camera": {"state": stats.get("camera_state", "off" if pipeline is None else "unknown"),
                        "error": stats.get("camera_error"), "fps": stats.get("camera_fps"),
@@ -461,20 +471,22 @@ class Kiosk:
             "facesSeen": stats.get("faces_seen"),
             "lastRecognitionSecondsAgo": stats.get("last_recognition"),
             "pendingPosts": _count(self.outbox, "pending"),
-            "deadLetters": _dead_letters(self.outbox, client.username if client is not None else None),
+            "deadLetters": _dead_letters(self.outbox, owner),
             "outboxHealthy": bool(getattr(self.outbox, "healthy", True)),
             "loginExpiresAt": _iso_from_epoch(expires),
             "clockSkewSeconds": skew,
             "clockWarning": _skew_warning(skew),
             "feedback": _recent_feedback(self.feedback, self.monotonic()),
             "feedbackError": bool(getattr(self.feedback, "error_active", False)),
-            "loginNeeded": _login_needed(self.outbox, client.username if client is not None else None),
+            "loginNeeded": tokens_lost or _login_needed(self.outbox, owner),
+            "loginMessage": ("The university login has expired: log in again to keep recording."
+                             if tokens_lost or _login_needed(self.outbox, owner) else None),
         }
 
     def outbox_view(self, status: dict) -> dict:
         """An outbox ``status`` (or ``outbox`` event) trimmed to what the logged-in teacher may see:
         only their own refused marks and their own name in ``loginRequired`` (nothing when nobody is in)."""
-        teacher = self.teacher
+        teacher = self.owner
         return {**status,
                 "loginRequired": [t for t in status.get("loginRequired", ()) if teacher and t == teacher],
                 "deadLetters": [d for d in status.get("deadLetters", ()) if teacher and d.get("teacher") == teacher]}

@@ -23,7 +23,7 @@ def state() -> Any:
 def current_session() -> WebSession | None:
     """The caller's page session if it belongs to the teacher logged in on the kiosk now, else None."""
     st = state()
-    return st.sessions.get(request.cookies.get(SESSION_COOKIE), teacher=st.kiosk.teacher, epoch=st.kiosk.epoch)
+    return st.sessions.get(request.cookies.get(SESSION_COOKIE), teacher=st.kiosk.owner, epoch=st.kiosk.epoch)
 
 
 def same_origin() -> bool:

@@ -48,7 +48,7 @@ def events():
             st.streams.release()
 
     def logged_in() -> bool:
-        return st.sessions.get(sid, teacher=st.kiosk.teacher, epoch=st.kiosk.epoch) is not None
+        return st.sessions.get(sid, teacher=st.kiosk.owner, epoch=st.kiosk.epoch) is not None
 
     def stream() -> Iterator[str]:
         try:

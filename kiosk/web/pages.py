@@ -39,6 +39,9 @@ def index():
 
 @bp.get("/login")
 def login():
+    if request.args.get("again") and current_session() is not None:
+        # The university login expired under a running class: log in again without leaving it.
+        return render_template("pages/login.html", settings=state().kiosk.settings), 200, {"Cache-Control": "no-store"}
     return _page("pages.login", "pages/login.html")
 
 

@@ -72,7 +72,7 @@ function banners(st) {
   if (!st.teacher) out.push(banner("Your login has expired.", "bad", { href: "/login", text: "Log in again" }));
   if (st.loginNeeded) {
     out.push(banner("The university no longer accepts your login: marks wait until you log in again.", "bad",
-      { href: "/login", text: "Log in again" }));
+      { href: "/login?again=1", text: "Log in again" }));
   }
   if (!st.outboxHealthy) {
     out.push(banner(`The university API is not taking marks right now: ${st.pendingPosts} waiting, `
