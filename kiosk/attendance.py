@@ -3,7 +3,11 @@
 - A recognition above 50 % is posted once, with its calibrated % (51-100), through the outbox.
 - A mark by hand (105 present, -1 absent) waits out an undo window, then goes to the outbox; the
   camera never overrides it, also after a restart (the roster then says 105 / -1).
-- The roster is re-read every ``roster_refresh_seconds`` to pick up marks made elsewhere.
+- The roster is re-read every ``roster_refresh_seconds`` to pick up marks made elsewhere. An answer
+  never erases a mark of ours that was not yet delivered when the request was sent, and a mark still
+  waiting in the outbox (also one spooled by an earlier run) is shown over the roster's answer.
+- :data:`DAYS`, :func:`slot_window`, :func:`slot_end` and :func:`class_end` are the one place the
+  timetable's day and time rules live (:mod:`kiosk.timetable` uses them too).
 
 The owner calls :meth:`ClassSession.tick` regularly (about once a second); it sends due marks,
 refreshes the roster and ends the class at ``ends_at`` (the slot's end plus the grace minutes; see
@@ -39,6 +43,7 @@ from kiosk.wiut.models import RosterStudent, parse_time_range
 
 log = logging.getLogger(__name__)
 DAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+"""Lower-case day names in ``datetime.weekday()`` order, as the timetable's ``dayOfWeek`` spells them."""
 
 
 class RosterClient(Protocol):
@@ -47,18 +52,29 @@ class RosterClient(Protocol):
     def students(self, lesson_guid: str, class_id: int, embedding_type: str) -> list[RosterStudent]: ...
 
 
-def slot_end(slot_time_text: str, day: str, tz: dt.tzinfo, now: dt.datetime) -> dt.datetime | None:
-    """Today's end of a slot (``"09:00 - 11:00"`` on ``"Monday"``, times in ``tz``), if it is still ahead.
+def slot_window(slot_time_text: str, day: str, tz: dt.tzinfo,
+                now: dt.datetime) -> tuple[dt.datetime, dt.datetime] | None:
+    """Today's start and end of a slot (``"09:00 - 11:00"`` on ``"Monday"``, times in ``tz``), tz-aware.
 
-    None when the text is not a time range, ``day`` (empty = any day) is not today in ``tz``, or the
-    slot has already ended: the class then runs for the maximum length. ``now`` is tz-aware.
+    None when the text is not a time range or ``day`` (empty = any day) is not today in ``tz``; the
+    window may be over already or still ahead. ``now`` is tz-aware.
     """
     span = parse_time_range(slot_time_text)
     local = now.astimezone(tz)
     if span is None or (day.strip() and day.strip().lower() != DAYS[local.weekday()]):
         return None
-    end = dt.datetime.combine(local.date(), span[1], tzinfo=tz)
-    return end if now < end else None
+    today = local.date()
+    return dt.datetime.combine(today, span[0], tzinfo=tz), dt.datetime.combine(today, span[1], tzinfo=tz)
+
+
+def slot_end(slot_time_text: str, day: str, tz: dt.tzinfo, now: dt.datetime) -> dt.datetime | None:
+    """Today's end of a slot (see :func:`slot_window`), if it is still ahead.
+
+    None when the text is not a time range, ``day`` (empty = any day) is not today in ``tz``, or the
+    slot has already ended: the class then runs for the maximum length. ``now`` is tz-aware.
+    """
+    window = slot_window(slot_time_text, day, tz, now)
+    return window[1] if window is not None and now < window[1] else None
 
 
 def class_end(started: dt.datetime, end_of_slot: dt.datetime | None, *, grace_minutes: int,
@@ -73,6 +89,14 @@ def _same_vectors(a: np.ndarray | None, b: np.ndarray | None) -> bool:
     if a is None or b is None:
         return a is b
     return a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+@dataclasses.dataclass(frozen=True)
+class _Asked:
+    """What was not yet on the server when a roster request was sent: the answer may not show it."""
+
+    submits: int  # how many marks this session had sent to the outbox by then
+    queued: dict[str, Mark]  # user_id -> the mark of this class then in the outbox (any session's, spooled too)
 
 
 @dataclasses.dataclass
@@ -102,7 +126,8 @@ class ClassSession:
         self._students: dict[str, StudentState] = {}
         self._pending: dict[str, _PendingManual] = {}
         self._local_vectors: set[str] = set()  # enrolled during this class: kept over roster refreshes
-        self._marked_at: dict[str, float] = {}  # user_id -> monotonic time our last mark went to the outbox
+        self._submits = 0  # marks sent to the outbox by this session
+        self._marked: dict[str, int] = {}  # user_id -> self._submits when our last mark went to the outbox
         self._last_refresh = self._monotonic()
         self._ended = False
         self._loaded = False
@@ -129,8 +154,12 @@ class ClassSession:
         if self._loaded:
             self.refresh_roster()
             return len(self._students)
+        with self._lock:
+            asked = self._ask()
         fresh = self._fetch()
         with self._lock:
+            for state in fresh.values():
+                self._show_queued(state, asked)
             self._students = fresh
             self._loaded = True
             self._last_refresh = self._monotonic()
@@ -141,9 +170,10 @@ class ClassSession:
     def refresh_roster(self) -> None:
         """Re-read the roster: a mark made elsewhere replaces ours unless ours is still waiting to be sent.
 
-        A manual mark from the server also supersedes a camera mark of ours still in the outbox.
+        A manual mark from the server also supersedes a camera mark of ours that it may not have seen.
         """
-        asked = self._monotonic()
+        with self._lock:
+            asked = self._ask()
         fresh = self._fetch()
         with self._lock:
             self._last_refresh = self._monotonic()
@@ -154,14 +184,36 @@ class ClassSession:
             for user_id, new in fresh.items():
                 self._merge(user_id, new, asked)
 
-    def _waiting(self, user_id: str, asked: float) -> bool:
-        """True while our own mark may not be in an answer asked for at ``asked`` (monotonic)."""
-        return (user_id in self._pending or self._marked_at.get(user_id, -1.0) >= asked
+    def _ask(self) -> _Asked:
+        """Note, just before a roster request, which marks the answer may not show (caller holds the lock)."""
+        return _Asked(self._submits, {m.user_id: m for m in self._outbox.pending() if m.class_id == self.class_id})
+
+    def _waiting(self, user_id: str, asked: _Asked) -> bool:
+        """True while a mark of ours may be missing from a roster answer requested at ``asked``: it was not
+        delivered when the request was sent, was made after, or is still undelivered now."""
+        return (user_id in self._pending or user_id in asked.queued
+                or self._marked.get(user_id, -1) >= asked.submits
                 or self._outbox.pending_for(self.class_id, user_id) is not None)
 
-    def _merge(self, user_id: str, new: StudentState, asked: float) -> None:
+    def _show_queued(self, state: StudentState, asked: _Asked) -> None:
+        """Show our mark for ``state`` that the roster's answer may not hold yet: the one in the outbox now,
+        else the one there when the roster was asked for (delivered meanwhile). Nothing when neither.
+
+        A camera mark of ours never overrides a manual one the roster holds: the roster's is sent instead.
+        """
+        queued = self._outbox.pending_for(self.class_id, state.user_id) or asked.queued.get(state.user_id)
+        kind = roster.mark_kind(queued.confidence) if queued is not None else None
+        if queued is None or kind is None:
+            return
+        if kind == "camera" and state.kind == "manual":
+            self._submit(state.user_id, state.confidence)
+        else:
+            state.set_mark(queued.confidence, kind)
+
+    def _merge(self, user_id: str, new: StudentState, asked: _Asked) -> None:
         old = self._students.get(user_id)
         if old is None:
+            self._show_queued(new, asked)
             self._students[user_id] = new
             self.vectors_version += new.vectors is not None
             self._publish_student(new)
@@ -173,13 +225,12 @@ class ClassSession:
             self.vectors_version += 1
         elif user_id not in self._local_vectors:
             old.not_enrolled_reason = new.not_enrolled_reason
-        queued = self._outbox.pending_for(self.class_id, user_id)
         if user_id in self._pending:
             pass  # the teacher's latest action, still in its undo window
         elif old.kind == "camera" and old.source == "camera" and new.kind == "manual":
             old.set_mark(new.confidence, "server")  # a camera mark of ours never overrides a manual one
-            if queued is not None:
-                self._submit(user_id, new.confidence)  # supersede ours, still queued or in flight
+            if self._waiting(user_id, asked):
+                self._submit(user_id, new.confidence)  # ours may land after it (queued or in flight): send it again
         elif not self._waiting(user_id, asked) and new.confidence != old.confidence:
             old.set_mark(new.confidence, "server")
         if old.to_json() != before:
@@ -276,7 +327,8 @@ class ClassSession:
             return len(unmarked)
 
     def _submit(self, user_id: str, confidence: int) -> None:
-        self._marked_at[user_id] = self._monotonic()
+        self._marked[user_id] = self._submits
+        self._submits += 1
         wall = self._clock().timestamp()
         self._outbox.submit(Mark(self.class_id, user_id, confidence, self.teacher, wall))
 

@@ -1,18 +1,23 @@
 """The outbox: every attendance mark goes to the university API through here, and none is lost.
 
-- Coalesced per (classId, userId): the newest mark wins. Every mark gets a sequence number, so a
-  delivery of an older mark that fails (or succeeds) while a newer one was queued never replaces it.
+- Coalesced per (classId, userId): the newest mark wins, except that a camera mark (51-100) never
+  replaces a queued mark by hand (105 / -1), see :func:`kiosk.spool.kept`. Every mark gets a sequence
+  number, so a delivery of an older mark that fails (or succeeds) while a newer one was queued never
+  replaces it.
 - One worker thread delivers with the tokens of the mark's teacher: ``client_for(teacher)`` returns
   that teacher's client, or None while they are not logged in (their marks wait).
 - Failures, as design.md says: connection errors, timeouts, 5xx and 429 (the client already honoured
   a short ``Retry-After``) are retried with exponential backoff and jitter, capped at ``backoff_cap``
   seconds; a 401 is refreshed inside the client and reaches us as :class:`LoginRequired` only when the
   teacher must log in again: their marks wait for :meth:`Outbox.teacher_logged_in`; any other refusal
-  goes to the dead-letter list (shown on the page, never retried unless the teacher asks).
+  goes to the dead-letter list (shown on the page, never retried unless the teacher asks:
+  :meth:`Outbox.retry_dead_letter`).
 - :meth:`Outbox.stop` flushes for at most ``flush_timeout`` seconds and writes what remains to
   ``<spool_dir>/outbox-spool.json`` (userId, classId, confidence, teacher, created: no secrets), the only
-  file the kiosk writes. :meth:`Outbox.load_spool` reads it back at start; a spooled mark is delivered
-  when its teacher logs in, then removed from the file (the file goes when it is empty).
+  file the kiosk writes. From then on the file holds every undelivered mark: a delivery still in flight
+  that ends later removes only its own mark, and a mark submitted after ``stop()`` is written at once.
+  :meth:`Outbox.load_spool` reads it back at start; a spooled mark is delivered when its teacher logs
+  in, then removed from the file (the file goes when it is empty).
 
 Example::
 
@@ -79,7 +84,7 @@ class DeadLetter:
 class _Entry:
     mark: Mark
     seq: int
-    spooled: bool = False  # the mark came from (and is still in) the spool file
+    spooled: bool = False  # the spool file holds this key (loaded from it, or written by stop())
 
 
 class Outbox:
@@ -111,23 +116,37 @@ class Outbox:
         self._spool_loaded = False
         self._thread: threading.Thread | None = None
         self._stopping = False
+        self._spool_written = False  # stop() wrote the spool: it must hold every undelivered mark from now on
         self._busy = False  # a delivery is in flight
         self._health_lock = threading.Lock()
         self._health_listeners: list[Callable[[bool], None]] = []
         self._last_health = True
 
     # --- what the rest of the kiosk calls -----------------------------------------------------
-    def submit(self, mark: Mark) -> int:
-        """Queue ``mark``, replacing a queued mark of the same (classId, userId); returns its sequence number."""
+    def submit(self, mark: Mark) -> int | None:
+        """Queue ``mark``, replacing a queued mark of the same (classId, userId); returns its sequence number.
+
+        None when the mark is dropped: a camera mark never replaces a queued mark by hand (105 / -1).
+        After :meth:`stop` the mark is written to the spool at once (a failure to write is reported, not raised).
+        """
         with self._cond:
+            old = self._entries.get(mark.key)
+            if old is not None and spool.kept(old.mark, mark) is not mark:
+                return None
             self._seq += 1
-            old = self._entries.pop(mark.key, None)
+            seq = self._seq
+            self._entries.pop(mark.key, None)
             # a key still in the spool file stays marked, so the file is rewritten once it is settled
-            self._entries[mark.key] = _Entry(mark, self._seq, spooled=bool(old and old.spooled))
+            self._entries[mark.key] = _Entry(mark, seq, spooled=bool(old and old.spooled))
             self._dead.pop(mark.key, None)
+            if self._spool_written:  # stopped: the worker will not send it, the next run will
+                try:
+                    self._save()
+                except SpoolError as exc:  # the caller may be the camera thread: report, do not raise
+                    log.warning("Outbox: %s", exc)
             self._cond.notify_all()
         self._publish()
-        return self._seq
+        return seq
 
     def pending(self) -> list[Mark]:
         """Marks not yet delivered (including one in flight), oldest first."""
@@ -140,18 +159,24 @@ class Outbox:
             entry = self._entries.get((class_id, user_id))
             return entry.mark if entry else None
 
-    def dead_letters(self) -> list[DeadLetter]:
-        """Marks the API refused, oldest first; they stay until a newer mark or :meth:`retry_dead_letter`."""
-        with self._cond:
-            return list(self._dead.values())
+    def dead_letters(self, *, teacher: str | None = None) -> list[DeadLetter]:
+        """Marks the API refused, oldest first; they stay until a newer mark or :meth:`retry_dead_letter`.
 
-    def retry_dead_letter(self, class_id: int, user_id: str) -> bool:
-        """Queue a refused mark again (the teacher asked to); False when there is no such dead letter."""
+        ``teacher`` (a username) keeps only the marks sent with that teacher's tokens; None keeps all.
+        """
         with self._cond:
-            letter = self._dead.pop((class_id, user_id), None)
-        if letter is not None:
-            self.submit(letter.mark)
-        return letter is not None
+            return [d for d in self._dead.values() if teacher is None or d.mark.teacher == teacher]
+
+    def retry_dead_letter(self, class_id: int, user_id: str, *, teacher: str | None = None) -> bool:
+        """Queue a refused mark again (the teacher asked to); False when there is no such dead letter, or
+        when ``teacher`` is given and the mark is another teacher's."""
+        with self._cond:
+            letter = self._dead.get((class_id, user_id))
+            if letter is None or (teacher is not None and letter.mark.teacher != teacher):
+                return False
+            del self._dead[(class_id, user_id)]
+        self.submit(letter.mark)  # outside the lock: submit() publishes, which takes the health lock first
+        return True
 
     def teacher_logged_in(self, teacher: str) -> None:
         """Tell the worker that ``teacher`` has tokens again: their waiting marks are tried at once."""
@@ -197,13 +222,19 @@ class Outbox:
             except Exception as exc:  # a broken listener must not stop deliveries
                 log.warning("Outbox: a health listener failed (%s).", type(exc).__name__)
 
-    def status(self) -> dict[str, Any]:
-        """The outbox as the page shows it (also the payload of the ``outbox`` event)."""
+    def status(self, *, teacher: str | None = None) -> dict[str, Any]:
+        """The outbox as the page shows it (also the payload of the ``outbox`` event).
+
+        ``teacher`` (a username) limits ``loginRequired`` and ``deadLetters`` to that teacher (the other
+        teachers' usernames and students stay hidden); None (the event's payload) lists every teacher's.
+        """
         with self._cond:
+            login = sorted(t for t in self._login_needed if teacher is None or t == teacher)
             return {"pending": len(self._entries), "healthy": self._healthy(),
-                    "upstreamDown": self._failures > 0, "loginRequired": sorted(self._login_needed),
+                    "upstreamDown": self._failures > 0, "loginRequired": login,
                     "retryIn": round(max(0.0, self._gate_until - self._clock()), 1) if self._failures else None,
-                    "lastError": self._last_error, "deadLetters": [d.to_json() for d in self._dead.values()]}
+                    "lastError": self._last_error,
+                    "deadLetters": [d.to_json() for d in self.dead_letters(teacher=teacher)]}
 
     # --- lifecycle --------------------------------------------------------------------------------
     def start(self) -> None:
@@ -235,7 +266,8 @@ class Outbox:
     def stop(self, flush_timeout: float = 5.0) -> int:
         """Flush for at most ``flush_timeout`` s, stop the worker and spool what remains; returns marks spooled.
 
-        Idempotent. Raises :class:`~kiosk.errors.SpoolError` when the spool cannot be written.
+        A delivery still in flight after that may end later: it then removes only its own mark from the
+        file. Idempotent. Raises :class:`~kiosk.errors.SpoolError` when the spool cannot be written.
         """
         if self._thread is not None and not self._stopping:
             self.flush(flush_timeout)
@@ -246,13 +278,8 @@ class Outbox:
         if thread is not None:
             thread.join(STOP_JOIN_S)
         with self._cond:
-            marks = [e.mark for e in self._entries.values()]
-            if not self._spool_loaded:
-                marks = spool.merge(spool.read(self.spool_path), marks)
-            if marks:
-                spool.write(self.spool_path, marks)
-            elif self._spool_loaded:
-                spool.remove(self.spool_path)
+            marks = self._save()
+            self._spool_written = True
         if marks:
             log.info("Outbox: %d undelivered mark(s) kept in the spool.", len(marks))
         return len(marks)
@@ -267,12 +294,16 @@ class Outbox:
         self.stop()
 
     def load_spool(self) -> int:
-        """Queue the marks spooled by an earlier run (newer queued marks win); returns how many were loaded."""
+        """Queue the marks spooled by an earlier run (newer queued marks win, but a camera mark never replaces
+        a spooled mark by hand); returns how many were loaded."""
         marks = spool.read(self.spool_path)
         loaded = 0
         with self._cond:
             for mark in marks:
-                if mark.key not in self._entries:
+                queued = self._entries.get(mark.key)
+                if queued is not None:
+                    queued.spooled = True  # the file holds this key: rewrite it once the key is settled
+                if queued is None or spool.kept(mark, queued.mark) is mark:
                     self._seq += 1
                     self._entries[mark.key] = _Entry(mark, self._seq, spooled=True)
                     loaded += 1
@@ -331,14 +362,14 @@ class Outbox:
             client.set_attendance(mark.class_id, mark.user_id, mark.confidence)
         except LoginRequired as exc:
             self._block(mark.teacher, LOGIN_RECHECK_S, login=True, error=str(exc))
-        except UpstreamRejected as exc:
+        except UpstreamRejected as exc:  # the client turns every 401 into LoginRequired (after one refresh)
             if exc.status in RETRYABLE_STATUSES:
                 self._retry(exc)
-            elif exc.status == 401:
-                self._block(mark.teacher, LOGIN_RECHECK_S, login=True, error=str(exc))
             else:
                 self._dead_letter(seq, mark, exc.status, str(exc))
-        except MalformedResponse as exc:  # a 2xx that is not the API's (a captive portal): not delivered
+        # reached when the token refresh inside set_attendance meets a captive portal (a 2xx that is not the
+        # API's): not delivered, try again later. It is a ValueError too, so it must come before the next line.
+        except MalformedResponse as exc:
             self._retry(exc)
         except ValueError as exc:  # refused before sending (the client checks the values)
             self._dead_letter(seq, mark, None, str(exc))
@@ -371,21 +402,43 @@ class Outbox:
         log.warning("Outbox: delivery failed (%s); %d mark(s) waiting, next try in %.0f s.",
                     type(exc).__name__, waiting, delay)
 
+    def _save(self) -> list[Mark]:
+        """Write every queued mark to the spool (with the file's marks when it was never loaded) and return
+        them; the caller holds the lock. Raises :class:`SpoolError`."""
+        marks = [e.mark for e in self._entries.values()]
+        if not self._spool_loaded:
+            marks = spool.merge(spool.read(self.spool_path), marks)
+        if marks:
+            spool.write(self.spool_path, marks)
+        elif self._spool_loaded:
+            spool.remove(self.spool_path)
+        for entry in self._entries.values():
+            entry.spooled = True
+        return marks
+
     def _settle(self, seq: int, mark: Mark) -> None:
-        """Drop the entry of ``mark`` unless a newer mark replaced it; keep the spool file in step."""
+        """Drop the entry of ``mark`` unless a newer mark replaced it; keep the spool file in step.
+
+        The file loses only the marks of this student that ``mark`` supersedes: whatever else it holds
+        (marks spooled by :meth:`stop` while this delivery was in flight, marks never loaded) stays.
+        """
         entry = self._entries.get(mark.key)
         if entry is None or entry.seq != seq:
             return
         del self._entries[mark.key]
-        if entry.spooled:
-            rest = [e.mark for e in self._entries.values() if e.spooled]
-            try:
-                if rest:
-                    spool.write(self.spool_path, rest)
-                else:
-                    spool.remove(self.spool_path)
-            except SpoolError as exc:  # the marks are still queued; stop() tries the file again
-                log.warning("Outbox: %s", exc)
+        if not entry.spooled:
+            return
+        try:
+            held = spool.read(self.spool_path)
+            rest = [m for m in held if m.key != mark.key or spool.kept(m, mark) is not mark]
+            if len(rest) == len(held):  # the file holds nothing of this student (or cannot be read): leave it
+                return
+            if rest:
+                spool.write(self.spool_path, rest)
+            else:
+                spool.remove(self.spool_path)
+        except SpoolError as exc:  # the file still holds the mark: it is sent again after a restart
+            log.warning("Outbox: %s", exc)
 
     def _delivered(self, seq: int, mark: Mark) -> None:
         with self._cond:

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from kiosk.errors import SpoolError
+from kiosk.roster import mark_kind
 
 SPOOL_NAME = "outbox-spool.json"
 VERSION = 1
@@ -120,10 +121,18 @@ def remove(path: Path) -> None:
         raise SpoolError(f"The spool of undelivered marks cannot be removed ({exc.strerror or exc}).") from exc
 
 
+def kept(older: Mark, newer: Mark) -> Mark:
+    """Which of two marks of the same student to send: the newer one, except that a camera mark (51-100)
+    never replaces a mark by hand (105 / -1) (``wiut-api.md``, "Attendance confidence")."""
+    if mark_kind(older.confidence) == "manual" and mark_kind(newer.confidence) == "camera":
+        return older
+    return newer
+
+
 def merge(older: Iterable[Mark], newer: Iterable[Mark]) -> list[Mark]:
-    """``older`` and ``newer`` marks, one per (classId, userId); a newer mark replaces an older one."""
+    """``older`` and ``newer`` marks, one per (classId, userId), the one :func:`kept` chooses for each."""
     by_key = {m.key: m for m in older}
     for mark in newer:
-        by_key.pop(mark.key, None)
-        by_key[mark.key] = mark
+        old = by_key.pop(mark.key, None)
+        by_key[mark.key] = mark if old is None else kept(old, mark)
     return list(by_key.values())

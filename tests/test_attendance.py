@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from kiosk.attendance import ClassSession, class_end, slot_end
+from kiosk.attendance import DAYS, ClassSession, class_end, slot_end, slot_window
 from kiosk.errors import NoClassRunning, NotOnRoster, UpstreamUnavailable
 from kiosk.events import EventBus
 from kiosk.model.embedding_format import encode
@@ -360,6 +360,17 @@ def test_end_is_idempotent(session, outbox):
 ])
 def test_slot_end(text, day, now, expected):
     assert slot_end(text, day, TZ, now) == expected
+
+
+def test_slot_window_is_today_s_start_and_end_also_once_over():
+    at = dt.datetime(2026, 11, 30, 12, 0, tzinfo=TZ)  # Monday, after the slot
+    assert slot_window("09:00 - 11:00", "monday ", TZ, at) == (dt.datetime(2026, 11, 30, 9, 0, tzinfo=TZ),
+                                                               dt.datetime(2026, 11, 30, 11, 0, tzinfo=TZ))
+    assert slot_window("09:00 - 11:00", "Tuesday", TZ, at) is None
+    assert slot_window("TBA", "Monday", TZ, at) is None
+    # the day is the timetable zone's day, not UTC's: 01:00 Tuesday in Tashkent is still Monday in UTC
+    assert slot_window("00:30 - 02:00", "Tuesday", TZ, dt.datetime(2026, 11, 30, 20, 0, tzinfo=dt.UTC)) is not None
+    assert DAYS[MONDAY_10.weekday()] == "monday"
 
 
 def test_class_end_adds_grace_or_uses_the_maximum():
