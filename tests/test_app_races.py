@@ -135,6 +135,9 @@ class RecordingOutbox:
     def pending_for(self, *a):
         return None
 
+    def pending(self):
+        return []
+
     def submit(self, mark):
         return 1
 
