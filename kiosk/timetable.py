@@ -17,7 +17,7 @@ import dataclasses
 from datetime import datetime, timedelta
 from typing import Any
 
-from kiosk.attendance import DAYS, class_end, slot_end
+from kiosk.attendance import DAYS, class_end, slot_end, slot_window
 
 SOON = timedelta(minutes=15)
 TEACHING_TYPES = {1: "Seminar", 2: "Workshop"}
@@ -79,10 +79,8 @@ class LessonInfo:
 def _start_if_ahead(slot: Any, now: datetime) -> datetime | None:
     """Today's start of ``slot`` in ``now``'s zone while the slot has not ended yet; None when it is not today,
     is over or its time cannot be read (whether it is today and not over is :func:`slot_end`'s rule)."""
-    start = getattr(slot, "start", None)
-    if start is None or slot_end(str(slot.time), str(slot.day_of_week), now.tzinfo, now) is None:
-        return None
-    return datetime.combine(now.date(), start, tzinfo=now.tzinfo)
+    window = slot_window(str(slot.time), str(slot.day_of_week), now.tzinfo, now)
+    return window[0] if window is not None and now < window[1] else None
 
 
 def week_number(week: str) -> int:

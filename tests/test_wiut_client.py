@@ -127,6 +127,19 @@ def test_unknown_class_is_rejected_with_the_problem_title(logged_in_client):
     assert (caught.value.call, caught.value.status) == ("StudentsByLesson", 400)
 
 
+def test_a_captive_portal_page_is_not_a_delivered_mark(sandbox, logged_in_client):
+    before = sandbox.state.attendance(DEMO_CLASS_ID)
+    sandbox.state.set_knobs(malformed={"SetAttendanceStudent": "html", "SetEmbedding": "html"})
+    with pytest.raises(MalformedResponse, match="HTML page"):
+        logged_in_client.set_attendance(DEMO_CLASS_ID, "00019880", 77)
+    with pytest.raises(MalformedResponse, match="HTML page"):
+        logged_in_client.set_embedding("00019880", "kfe1;x;1;1;AAA=", METHOD)
+    assert sandbox.state.attendance(DEMO_CLASS_ID) == before
+    sandbox.state.set_knobs(malformed={})
+    logged_in_client.set_attendance(DEMO_CLASS_ID, "00019880", 77)  # the API's own empty 200
+    assert sandbox.state.attendance(DEMO_CLASS_ID)["00019880"].confidence == 77
+
+
 def test_problem_details_keep_field_names_but_not_echoed_ids():
     import requests
 

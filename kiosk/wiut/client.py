@@ -203,7 +203,7 @@ class WiutClient:
         """Store ``face_embeding`` for (user_id, method); the API is assumed to replace the old value."""
         body = {"userId": str(user_id), "pathImage": "string", "faceEmbeding": face_embeding,
                 "embedderMetod": method}
-        self._send("SetEmbedding", json=body)
+        self._require_not_html("SetEmbedding", self._send("SetEmbedding", json=body))
 
     def set_attendance(self, class_id: int, user_id: str, confidence: int) -> None:
         """Record a mark; ``confidence`` 51..100 (camera), 105 (present by hand) or -1 (absent by hand)."""
@@ -212,7 +212,14 @@ class WiutClient:
         if isinstance(class_id, bool) or not isinstance(class_id, int):
             raise ValueError("classId must be an integer.")
         body = {"classId": class_id, "userId": str(user_id), "confidence": confidence}
-        self._send("SetAttendanceStudent", json=body)
+        self._require_not_html("SetAttendanceStudent", self._send("SetAttendanceStudent", json=body))
+
+    def _require_not_html(self, call: str, response: requests.Response) -> None:
+        """A 2xx web page (a Wi-Fi captive portal, a proxy's sign-in) did not store anything: say so, so
+        the outbox keeps the mark, instead of counting it as delivered. The API's own 2xx body is unstated."""
+        if "html" in response.headers.get("Content-Type", "").lower() and response.content.strip():
+            raise MalformedResponse(f"The university API answered {call} with an HTML page.", call=call,
+                                    status=response.status_code)
 
     # --- plumbing ----------------------------------------------------------------------------
     def _refresh_tokens(self, access: str, refresh: str) -> tuple[str, str | None]:

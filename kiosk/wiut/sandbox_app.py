@@ -147,18 +147,32 @@ def create_app(state: SandboxState, stop: threading.Event | None = None) -> Flas
             return problem({"classId": ["No such lesson and class."]}, title="Bad Request")
         return answer("StudentsByLesson", roster)
 
+    def stored() -> Response:
+        """ASP.NET Core's ``Ok()``: 200 with no body and no Content-Type."""
+        response = Response(status=200)
+        del response.headers["Content-Type"]
+        return response
+
+    def portal(call: str) -> Response | None:
+        """``malformed={call: "html"}`` on a write: a captive portal's 200 page, and nothing is stored."""
+        return malform(None, "html") if state.knobs.malformed.get(call) == "html" else None
+
     @app.post("/api/Attendance/SetEmbedding")
     def set_embedding() -> Response:
+        if (page := portal("SetEmbedding")) is not None:
+            return page
         data, bad = body_fields({"userId": STR, "pathImage": STR, "faceEmbeding": STR, "embedderMetod": STR})
         if bad:
             return bad
         if data["userId"] not in state.students:
             return problem({"userId": ["No such student."]}, title="Bad Request")
         state.set_embedding(data["userId"], data["embedderMetod"], data["faceEmbeding"])
-        return Response(status=200)
+        return stored()
 
     @app.post("/api/Attendance/SetAttendanceStudent")
     def set_attendance() -> Response:
+        if (page := portal("SetAttendanceStudent")) is not None:
+            return page
         data, bad = body_fields({"classId": INT, "userId": STR, "confidence": INT})
         if bad:
             return bad
@@ -168,7 +182,7 @@ def create_app(state: SandboxState, stop: threading.Event | None = None) -> Flas
         if data["classId"] not in state.classes or data["userId"] not in state.students:
             return problem({"classId": ["No such class or student."]}, title="Bad Request")
         state.set_mark(data["classId"], data["userId"], confidence)
-        return Response(status=200)
+        return stored()
 
     @app.post("/sandbox/knobs")
     def knobs() -> Response:
