@@ -10,19 +10,12 @@ import pytest
 from kiosk.attendance import ClassSession
 from kiosk.outbox import Mark, Outbox
 from tests.fixtures.sandbox import DEMO_CLASS_ID, DEMO_LOGIN
+from tests.helpers import wait_for
 
 GUID = "24133299-0748-45d9-b68e-ceb3f859a954"  # Monday 09:00 - 11:00, 24 students, class 46703
 TEACHER = DEMO_LOGIN[0]
 ALREADY_56 = "00020020"  # the owners' example: isAttended true, confidence 56
 UNMARKED = "00019880"  # isAttended true, confidence 0
-
-
-def wait_until(predicate, timeout=10.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.01)
 
 
 @pytest.fixture
@@ -90,16 +83,16 @@ def test_failures_are_retried_until_delivered(sandbox, logged_in_client, outbox_
     outbox = outbox_for(teachers_client(logged_in_client))
     outbox.submit(Mark(DEMO_CLASS_ID, UNMARKED, 64, TEACHER, time.time()))
     outbox.start()
-    wait_until(lambda: stored(sandbox, UNMARKED) == 64)
+    wait_for(lambda: stored(sandbox, UNMARKED) == 64)
     assert sandbox.state.count("SetAttendanceStudent") == 10
-    wait_until(lambda: outbox.healthy and not outbox.pending())
+    wait_for(lambda: outbox.healthy and not outbox.pending())
 
 
 def test_a_refused_mark_becomes_a_dead_letter(sandbox, logged_in_client, outbox_for):
     outbox = outbox_for(teachers_client(logged_in_client))
     outbox.submit(Mark(99999, UNMARKED, 64, TEACHER, time.time()))  # no such class: 400 ProblemDetails
     outbox.start()
-    wait_until(outbox.dead_letters)
+    wait_for(outbox.dead_letters)
     assert outbox.dead_letters()[0].status == 400
     assert sandbox.state.count("SetAttendanceStudent") == 1
 
@@ -110,11 +103,11 @@ def test_marks_wait_for_a_new_login_after_the_tokens_are_gone(sandbox, client, o
     outbox = outbox_for(lambda teacher: client)  # the client is handed out, but it has no tokens
     outbox.submit(Mark(DEMO_CLASS_ID, UNMARKED, 105, TEACHER, time.time()))
     outbox.start()
-    wait_until(lambda: outbox.status()["loginRequired"] == [TEACHER])
+    wait_for(lambda: outbox.status()["loginRequired"] == [TEACHER])
     assert not outbox.healthy and len(outbox.pending()) == 1
     client.login(*DEMO_LOGIN)
     outbox.teacher_logged_in(TEACHER)
-    wait_until(lambda: stored(sandbox, UNMARKED) == 105)
+    wait_for(lambda: stored(sandbox, UNMARKED) == 105)
 
 
 def test_spooled_marks_are_delivered_when_the_teacher_logs_in_again(sandbox, client, outbox_for):
@@ -134,7 +127,7 @@ def test_spooled_marks_are_delivered_when_the_teacher_logs_in_again(sandbox, cli
     assert second.flush(5.0) and len(second.pending()) == 2  # not logged in: the marks wait
     client.login(*DEMO_LOGIN)
     second.teacher_logged_in(TEACHER)
-    wait_until(lambda: not second.pending())
+    wait_for(lambda: not second.pending())
     assert (stored(sandbox, UNMARKED), stored(sandbox, "00019894")) == (105, 72)
     assert not second.spool_path.exists()
 

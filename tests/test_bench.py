@@ -1,6 +1,5 @@
 """`kiosk bench`: the replay it composes, and a short real run that prints every figure."""
 
-import importlib
 import json
 
 import numpy as np
@@ -22,6 +21,7 @@ from kiosk.bench import (
     headline,
     walkers,
 )
+from tests.helpers import without_dlib
 
 
 def fake_faces():
@@ -86,14 +86,7 @@ def test_headline_figures_and_the_speed_ratio():
 
 
 def test_bench_baseline_without_dlib_says_how_to_install_before_any_work(capsys, monkeypatch):
-    real = importlib.import_module
-
-    def no_dlib(name, *args):
-        if name == "dlib":
-            raise ImportError("No module named 'dlib'")
-        return real(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", no_dlib)
+    without_dlib(monkeypatch)
     monkeypatch.setattr(datasets, "orl_faces", lambda settings: pytest.fail("the benchmark ran"))
     assert cli.main(["bench", "--baseline", "--json"]) == 1
     out, err = capsys.readouterr()

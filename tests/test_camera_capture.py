@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -14,18 +13,9 @@ import pytest
 from kiosk.camera import CaptureStatus, CaptureThread, Frame, FrameSource
 from kiosk.camera.replay import ReplaySource
 from kiosk.errors import CameraError
+from tests.helpers import wait_until
 
 FAST = (0.001,)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll ``condition`` (a generous deadline that only a broken implementation reaches)."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
 
 
 class ScriptedSource(FrameSource):

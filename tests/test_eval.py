@@ -1,6 +1,5 @@
 """`kiosk eval`: its counting on synthetic vectors, the real run on ORL s21-s40, and the dlib baseline."""
 
-import importlib
 import json
 
 import numpy as np
@@ -11,6 +10,7 @@ from kiosk.errors import BaselineUnavailable
 from kiosk.evaluate import EVAL_PEOPLE, Probe, Tally, _folds, evaluate_k
 from kiosk.model import baseline
 from kiosk.model.match import Calibration
+from tests.helpers import without_dlib
 
 CAL = Calibration(method="test", knots=((0.2, 0.0), (0.5, 50.0), (0.8, 100.0)), far_at_50=0.001)
 
@@ -133,20 +133,8 @@ def test_eval_text_says_when_the_baseline_is_not_installed(capsys, monkeypatch):
     assert "dlib baseline: not installed; install the optional extra: pip install" in out
 
 
-def no_dlib(monkeypatch):
-    """Makes ``import dlib`` fail as it does without the extra."""
-    real = importlib.import_module
-
-    def fake(name, *args):
-        if name == "dlib":
-            raise ImportError("No module named 'dlib'")
-        return real(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", fake)
-
-
 def test_eval_baseline_without_dlib_says_how_to_install_before_any_work(capsys, monkeypatch):
-    no_dlib(monkeypatch)
+    without_dlib(monkeypatch)
     monkeypatch.setattr(evaluate, "evaluate", lambda *a: pytest.fail("the stacks ran"))
     code, out, err = run_eval_cli(capsys, "--baseline", "--json")
     assert code == 1 and out == ""
@@ -170,14 +158,7 @@ def test_kiosk_eval_json_on_orl_meets_the_targets(capsys, orl, models_dir, monke
 
 
 def test_baseline_without_dlib_says_how_to_install(monkeypatch):
-    real = importlib.import_module
-
-    def no_dlib(name, *args):
-        if name == "dlib":
-            raise ImportError("No module named 'dlib'")
-        return real(name, *args)
-
-    monkeypatch.setattr(importlib, "import_module", no_dlib)
+    without_dlib(monkeypatch)
     with pytest.raises(BaselineUnavailable, match="pip install"):
         baseline.DlibEmbedder()
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
-from collections.abc import Callable
 from types import SimpleNamespace
 
 import pytest
@@ -15,21 +13,12 @@ from gpiozero.pins.mock import MockFactory
 import kiosk.feedback as feedback_module
 from kiosk.errors import FeedbackError
 from kiosk.feedback import Feedback, Timings, pin_factory_for
+from tests.helpers import wait_until
 
 GREEN, RED, BUZZER = 17, 27, 22
 PINS = SimpleNamespace(gpio="mock", led_green_pin=GREEN, led_red_pin=RED, buzzer_pin=BUZZER)
 QUICK = Timings(recognised_on=0.03, beep=0.01, already_on=0.01, already_off=0.01, unknown_on=0.03,
                 error_on=0.01, error_off=0.01)
-
-
-def wait_until(condition: Callable[[], bool], timeout: float = 10.0) -> bool:
-    """Poll ``condition``; the deadline is only reached when the code is broken."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.002)
-    return True
 
 
 def states(factory: MockFactory, pin: int) -> list[bool]:

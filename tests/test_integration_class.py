@@ -12,7 +12,6 @@ from __future__ import annotations
 import collections
 import contextlib
 import threading
-import time
 from pathlib import Path
 
 import cv2
@@ -25,6 +24,7 @@ from kiosk.datasets import orl_padded_rgb
 from kiosk.errors import EnrollmentRefused
 from kiosk.wiut.sandbox import SandboxServer, SandboxState
 from tests.fixtures.sandbox import DEMO_CLASS_ID, DEMO_LOGIN, DEMO_MODULE_ID, DEMO_SLOT_GUID
+from tests.helpers import wait_for
 from tests.test_pipeline_faces import walk_past
 
 pytestmark = pytest.mark.slow
@@ -82,15 +82,6 @@ def write_door(folder: Path, orl, people: list[str], *, gap: int = 8) -> int:
     return len(frames)
 
 
-def wait_until(predicate, timeout: float, what: str = "condition", every: float = 0.05) -> None:
-    """Poll ``predicate`` every ``every`` s; the timeout is only reached when something is broken."""
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"{what} not reached within {timeout:g} s")
-        time.sleep(every)
-
-
 class Door:
     """The kiosk of ``kiosk run`` (in process) against ``api``; ``recognitions`` collects the page's events."""
 
@@ -125,14 +116,14 @@ class Door:
 
     def wait_for_the_replay(self, timeout: float = 180) -> None:
         """Until the camera has played every image and the worker has caught up with the last one."""
-        wait_until(lambda: self.pipeline.stats()["camera_state"] == "ended", timeout, "the end of the replay")
+        wait_for(lambda: self.pipeline.stats()["camera_state"] == "ended", timeout, "the end of the replay")
         seen = [-1]
 
         def settled() -> bool:  # no frame processed in the last second (GET_TIMEOUT x 2)
             frames, seen[0] = seen[0], self.pipeline.stats()["frames"]
             return frames == seen[0]
 
-        wait_until(settled, 60, "a settled worker", every=1.0)
+        wait_for(settled, 60, "a settled worker", every=1.0)
 
     def signals(self) -> list[str]:
         return [name for _, name in self.kiosk.feedback.recent()]

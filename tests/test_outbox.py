@@ -1,5 +1,6 @@
 """Outbox: coalescing, retry classes, dead letters, waiting for a login, flush on stop, the spool."""
 
+import functools
 import json
 import random
 import stat
@@ -12,6 +13,9 @@ from kiosk import spool
 from kiosk.errors import LoginRequired, SpoolError, UpstreamRejected, UpstreamUnavailable
 from kiosk.events import EventBus
 from kiosk.outbox import Mark, Outbox, backoff_delay
+from tests import helpers
+
+wait_for = functools.partial(helpers.wait_for, timeout=5.0)  # this module's bound on waiting
 
 TEACHER = "teacher"
 
@@ -44,14 +48,6 @@ class FakeClient:
             if exc is not None:
                 raise exc
         self.delivered[(class_id, user_id)] = confidence
-
-
-def wait_until(predicate, timeout=5.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not reached in time")
-        time.sleep(0.005)
 
 
 def mark(user="00000001", confidence=87, class_id=46703, teacher=TEACHER):
@@ -90,7 +86,7 @@ def test_a_mark_is_delivered_and_leaves_the_queue(make_outbox):
     box = make_outbox(client, events=bus)
     box.submit(mark(confidence=87))
     box.start()
-    wait_until(lambda: not box.pending())
+    wait_for(lambda: not box.pending())
     assert client.delivered == {(46703, "00000001"): 87}
     assert box.healthy
     names = []
@@ -107,7 +103,7 @@ def test_newest_mark_of_a_student_wins_and_only_it_is_sent(make_outbox):
     box.submit(mark(user="00000002", confidence=90))
     assert [m.confidence for m in box.pending()] == [-1, 90]
     box.start()
-    wait_until(lambda: not box.pending())
+    wait_for(lambda: not box.pending())
     assert client.calls == [(46703, "00000001", -1), (46703, "00000002", 90)]
 
 
@@ -120,11 +116,11 @@ def test_failing_delivery_of_an_older_mark_does_not_replace_a_newer_one(make_out
     assert client.in_call.wait(5)
     box.submit(mark(confidence=-1))  # the teacher marks absent while 80 is in flight
     client.hold.set()
-    wait_until(lambda: box.status()["upstreamDown"])
+    wait_for(lambda: box.status()["upstreamDown"])
     assert [m.confidence for m in box.pending()] == [-1]
     clock.now += 120
     box.wake()
-    wait_until(lambda: not box.pending())
+    wait_for(lambda: not box.pending())
     assert client.calls == [(46703, "00000001", 80), (46703, "00000001", -1)]
     assert client.delivered[(46703, "00000001")] == -1
 
@@ -138,7 +134,7 @@ def test_successful_delivery_of_an_older_mark_keeps_the_newer_one_queued(make_ou
     assert client.in_call.wait(5)
     box.submit(mark(confidence=105))
     client.hold.set()
-    wait_until(lambda: not box.pending())
+    wait_for(lambda: not box.pending())
     assert client.delivered[(46703, "00000001")] == 105
 
 
@@ -147,17 +143,17 @@ def test_unavailable_upstream_is_retried_with_backoff_until_delivered(make_outbo
     box = make_outbox(client)
     box.submit(mark())
     box.start()
-    wait_until(lambda: len(client.calls) == 1 and box.status()["upstreamDown"])
+    wait_for(lambda: len(client.calls) == 1 and box.status()["upstreamDown"])
     status = box.status()
     assert not box.healthy and status["pending"] == 1 and status["lastError"]
     assert 0.5 <= status["retryIn"] <= 1.0  # the first backoff: base 1 s, half of it jitter
     clock.now += 1.0
     box.wake()
-    wait_until(lambda: len(client.calls) == 2 and (box.status()["retryIn"] or 0) > 0)
+    wait_for(lambda: len(client.calls) == 2 and (box.status()["retryIn"] or 0) > 0)
     assert 1.0 <= box.status()["retryIn"] <= 2.0  # doubled
     clock.now += 2.0
     box.wake()
-    wait_until(lambda: not box.pending())
+    wait_for(lambda: not box.pending())
     assert box.healthy and box.status()["lastError"] is None
     assert len(client.calls) == 3
 
@@ -179,7 +175,7 @@ def test_retry_after_is_honoured(make_outbox):
     box = make_outbox(client)
     box.submit(mark())
     box.start()
-    wait_until(lambda: box.status()["retryIn"] is not None)
+    wait_for(lambda: box.status()["retryIn"] is not None)
     assert box.status()["retryIn"] == pytest.approx(120.0)
 
 
@@ -189,7 +185,7 @@ def test_a_refusal_goes_to_the_dead_letters_and_is_not_retried(make_outbox, cloc
     box = make_outbox(client)
     box.submit(mark(confidence=77))
     box.start()
-    wait_until(lambda: box.dead_letters())
+    wait_for(lambda: box.dead_letters())
     letter = box.dead_letters()[0]
     assert (letter.mark.confidence, letter.status) == (77, 400)
     assert not box.pending() and box.healthy
@@ -200,7 +196,7 @@ def test_a_refusal_goes_to_the_dead_letters_and_is_not_retried(make_outbox, cloc
     shown = box.status()["deadLetters"][0]
     assert shown["userId"] == "00000001" and shown["status"] == 400 and "refused" in shown["reason"]
     assert box.retry_dead_letter(46703, "00000001")  # the teacher asks: sent again (the fake now accepts)
-    wait_until(lambda: client.delivered)
+    wait_for(lambda: client.delivered)
     assert not box.dead_letters()
 
 
@@ -209,10 +205,10 @@ def test_login_required_keeps_the_marks_until_the_teacher_logs_in(make_outbox):
     box = make_outbox(client)
     box.submit(mark(confidence=105))
     box.start()
-    wait_until(lambda: box.status()["loginRequired"] == [TEACHER])
+    wait_for(lambda: box.status()["loginRequired"] == [TEACHER])
     assert not box.healthy and [m.confidence for m in box.pending()] == [105]
     box.teacher_logged_in(TEACHER)
-    wait_until(lambda: not box.pending())
+    wait_for(lambda: not box.pending())
     assert client.delivered == {(46703, "00000001"): 105}
     assert box.healthy
 
@@ -227,7 +223,7 @@ def test_marks_of_a_teacher_who_is_not_logged_in_wait(make_outbox):
     assert len(box.pending()) == 1 and box.healthy
     clients[TEACHER] = client
     box.teacher_logged_in(TEACHER)
-    wait_until(lambda: not box.pending())
+    wait_for(lambda: not box.pending())
     assert client.delivered
 
 
@@ -284,7 +280,7 @@ def test_a_new_outbox_delivers_the_spool_after_that_teacher_logs_in(make_outbox)
     assert second.spool_path.exists() and not client.calls  # the teacher is not logged in yet
     clients[TEACHER] = client
     second.teacher_logged_in(TEACHER)
-    wait_until(lambda: not second.pending())
+    wait_for(lambda: not second.pending())
     assert client.delivered == {(46703, "00000001"): 105, (46703, "00000002"): -1}
     assert not second.spool_path.exists()
     assert second.stop() == 0
@@ -297,8 +293,8 @@ def test_the_spool_shrinks_as_its_marks_are_delivered(make_outbox, tmp_path):
     box = make_outbox(clients={"a": a})
     assert box.load_spool() == 2
     box.start()
-    wait_until(lambda: a.delivered)
-    wait_until(lambda: [m.user_id for m in spool.read(path)] == ["2"])
+    wait_for(lambda: a.delivered)
+    wait_for(lambda: [m.user_id for m in spool.read(path)] == ["2"])
 
 
 def test_a_spooled_mark_replaced_by_a_newer_one_is_not_resent_later(make_outbox, tmp_path):
@@ -309,7 +305,7 @@ def test_a_spooled_mark_replaced_by_a_newer_one_is_not_resent_later(make_outbox,
     box.load_spool()
     box.submit(mark(confidence=-1))
     box.start()
-    wait_until(lambda: not box.pending())
+    wait_for(lambda: not box.pending())
     assert client.calls == [(46703, "00000001", -1)]
     assert not path.exists()
 
@@ -363,7 +359,7 @@ def test_a_failing_client_for_callback_does_not_stop_the_worker(make_outbox, clo
         box.wake()
         return client.delivered
 
-    wait_until(retried)
+    wait_for(retried)
     assert len(calls) >= 2
 
 
@@ -374,15 +370,15 @@ def test_health_listeners_hear_each_change_once(make_outbox, clock):
     box.on_health_change(heard.append)
     box.submit(mark())
     box.start()
-    wait_until(lambda: heard == [False])             # the API is down: marks cannot be recorded
+    wait_for(lambda: heard == [False])             # the API is down: marks cannot be recorded
     while client.script:
         clock.now += 1.0
         box.wake()
         time.sleep(0.005)
     clock.now += 1.0
     box.wake()
-    wait_until(lambda: client.delivered)
-    wait_until(lambda: heard == [False, True])       # told once per change, not per failure
+    wait_for(lambda: client.delivered)
+    wait_for(lambda: heard == [False, True])       # told once per change, not per failure
 
 
 def test_a_listener_added_while_unhealthy_hears_it_at_once_and_a_broken_one_is_harmless(make_outbox):
@@ -394,7 +390,7 @@ def test_a_listener_added_while_unhealthy_hears_it_at_once_and_a_broken_one_is_h
     box.on_health_change(broken)
     box.submit(mark())
     box.start()
-    wait_until(lambda: not box.healthy)
+    wait_for(lambda: not box.healthy)
     heard = []
     box.on_health_change(heard.append)
     assert heard == [False]

@@ -21,21 +21,12 @@ from kiosk.errors import CameraError, EnrollmentRefused, NotOnRoster
 from kiosk.model.match import Calibration, Gallery
 from kiosk.model.types import Detection
 from kiosk.pipeline import Pipeline, capture_embeddings, describe_error
+from tests.helpers import wait_until
 
 ENROLLED, STRANGER, TWO_PEOPLE = 1, 2, 3
 VECTORS = {ENROLLED: np.eye(8, dtype=np.float32)[0], STRANGER: np.eye(8, dtype=np.float32)[1]}
 ENROLLED_ID = "00000001"
 CALIBRATION = Calibration("test", ((0.0, 0.0), (0.3, 50.0), (0.6, 100.0)), far_at_50=0.001)
-
-
-def wait_until(predicate, timeout: float = 10.0) -> bool:
-    """Poll ``predicate`` until true or ``timeout`` s passed (a bound on waiting, not a speed check)."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()
 
 
 def image(person: int, x: int = 100) -> np.ndarray:

@@ -35,6 +35,7 @@ import requests
 
 from kiosk import demo_data
 from kiosk.config import Settings
+from tests import helpers
 
 RESULTS_ENV = "RELIABILITY_RESULTS"  # folder for the suites' JSON figures (default: <tmp>/kiosk-reliability)
 DEFAULT_RESULTS = Path(tempfile.gettempdir()) / "kiosk-reliability"  # read once: tests may move tempfile's folder
@@ -58,13 +59,8 @@ def record(suite: str, key: str, figures: dict[str, Any]) -> Path:
 
 
 def wait_until(condition: Callable[[], Any], timeout: float, every: float = 0.2) -> bool:
-    """Poll ``condition`` until it is truthy or ``timeout`` seconds passed; True when it became truthy."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if condition():
-            return True
-        time.sleep(every)
-    return bool(condition())
+    """:func:`tests.helpers.wait_until`, polling less often: most conditions here ask the page over HTTP."""
+    return helpers.wait_until(condition, timeout, every)
 
 
 def free_port() -> int:
