@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -36,3 +37,10 @@ def without_dlib(monkeypatch) -> None:
         return real(name, *args)
 
     monkeypatch.setattr(importlib, "import_module", fake)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

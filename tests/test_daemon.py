@@ -31,6 +31,7 @@ from kiosk.errors import ConfigError
 from kiosk.pipeline import Pipeline
 from kiosk.sdnotify import Notifier
 from kiosk.wiut.sandbox import SandboxServer, SandboxState
+from tests.helpers import free_port
 from tests.test_pipeline import CALIBRATION, ENROLLED, FakeEngine, ScriptedCapture, gallery, image, wait_until
 
 REPO = Path(__file__).resolve().parent.parent
@@ -149,7 +150,7 @@ def _hello(environ, start_response):
 
 def test_the_tls_server_serves_https_with_the_configured_certificate(certificate, tmp_path):
     cert, key = certificate
-    settings = load_settings(env={"KIOSK_HOST": "127.0.0.1", "KIOSK_PORT": str(_free_port()),
+    settings = load_settings(env={"KIOSK_HOST": "127.0.0.1", "KIOSK_PORT": str(free_port()),
                                   "KIOSK_TLS_CERT": str(cert), "KIOSK_TLS_KEY": str(key),
                                   "KIOSK_STATE_DIR": str(tmp_path)})
     server = TLSServer(_hello, settings)
@@ -176,17 +177,11 @@ def test_an_unreadable_certificate_is_a_plain_config_error(tmp_path):
 
 
 # --- the daemon as a subprocess ---------------------------------------------------------------------
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class Daemon:
     """``python -m kiosk run`` with a clean KIOSK_* environment; stdout lines arrive in ``lines``."""
 
     def __init__(self, tmp_path: Path, api_url: str, **extra: str):
-        self.port = _free_port()
+        self.port = free_port()
         (tmp_path / "replay").mkdir(exist_ok=True)
         (tmp_path / "kiosk.toml").write_text("")
         self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)

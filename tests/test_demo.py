@@ -1,7 +1,6 @@
 """`kiosk demo` end to end: sandbox API, real enrolment, replay camera, real engine, the page's JSON API."""
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -12,14 +11,9 @@ import requests
 
 from kiosk import demo_data
 from kiosk.config import load_settings
+from tests.helpers import free_port
 
 pytestmark = pytest.mark.slow
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def test_demo_data_has_a_class_running_now():
@@ -37,7 +31,7 @@ def test_demo_data_has_a_class_running_now():
 
 
 def test_demo_marks_the_walkers_and_nobody_else(tmp_path):
-    port = _free_port()
+    port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("KIOSK_")}
     env["KIOSK_STATE_DIR"] = str(tmp_path)
     proc = subprocess.Popen([sys.executable, "-m", "kiosk", "demo", "--port", str(port), "--auto-start",

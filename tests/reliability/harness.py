@@ -20,7 +20,6 @@ import dataclasses
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ import requests
 from kiosk import demo_data
 from kiosk.config import Settings
 from tests import helpers
+from tests.helpers import free_port
 
 RESULTS_ENV = "RELIABILITY_RESULTS"  # folder for the suites' JSON figures (default: <tmp>/kiosk-reliability)
 DEFAULT_RESULTS = Path(tempfile.gettempdir()) / "kiosk-reliability"  # read once: tests may move tempfile's folder
@@ -61,12 +61,6 @@ def record(suite: str, key: str, figures: dict[str, Any]) -> Path:
 def wait_until(condition: Callable[[], Any], timeout: float, every: float = 0.2) -> bool:
     """:func:`tests.helpers.wait_until`, polling less often: most conditions here ask the page over HTTP."""
     return helpers.wait_until(condition, timeout, every)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # --- the demo university --------------------------------------------------------------------------
