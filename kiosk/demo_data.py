@@ -122,10 +122,10 @@ def enrol_demo_students(settings, client, engine) -> list[str]:
     people = [p for p in ROSTER_PEOPLE if p not in NOT_ENROLLED] + [OTHER_MODULE_PERSON]
     photos = {user_id_of(p): [_png(datasets.orl_padded_rgb(faces[p][k])) for k in ENROL_SHOTS] for p in people}
 
-    def embed_three(user_id: str) -> np.ndarray:
+    def embed_three(shots: list[bytes]) -> np.ndarray:
         """The first three photos the quality gate accepts (a teacher would retake a refused one)."""
         vectors, reasons = [], []
-        for data in photos[user_id]:
+        for data in shots:
             try:
                 vectors.append(engine.embed_photo(data))
             except EnrollmentRefused as exc:
@@ -140,7 +140,8 @@ def enrol_demo_students(settings, client, engine) -> list[str]:
         client.set_embedding(user_id, embedding_format.encode(vectors, settings.embedding_method),
                              settings.embedding_method)
 
-    summary = enroll_many(list(photos), lambda uid: uid, embed_three, store)  # type: ignore[arg-type]
+    # Each student's "photo" is their list of shots: enroll_many fetches it and embed_three picks from it.
+    summary = enroll_many(list(photos), photos.__getitem__, embed_three, store)  # type: ignore[arg-type]
     return list(summary.refused.values())
 
 
