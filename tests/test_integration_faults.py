@@ -11,6 +11,7 @@ from kiosk.camera.replay import ReplaySource
 from kiosk.errors import CameraError
 from kiosk.feedback import ERROR_CAMERA
 from tests.fixtures.sandbox import DEMO_LOGIN
+from tests.helpers import wait_for
 from tests.test_integration_class import (
     ABSENT_BY_HAND,
     MARKED,
@@ -18,7 +19,6 @@ from tests.test_integration_class import (
     Door,
     enrol_everyone,
     photos_of,
-    wait_until,
     write_door,
 )
 
@@ -64,9 +64,9 @@ def test_marks_made_while_the_api_is_down_and_flaky_all_arrive_once_it_is_back(t
         assert state.stored == {}                             # nothing got through the outage
         assert not door.kiosk.outbox.healthy
         assert door.kiosk.feedback.error_active               # the door shows it cannot record
-        wait_until(lambda: len(camera_marks(state)) == 2 and state.confidences().get(ABSENT_BY_HAND[1]) == 105,
+        wait_for(lambda: len(camera_marks(state)) == 2 and state.confidences().get(ABSENT_BY_HAND[1]) == 105,
                    timeout=OUTAGE_S + 90, what="every mark in the API")
-        wait_until(lambda: door.kiosk.outbox.healthy, 30, "a healthy outbox")
+        wait_for(lambda: door.kiosk.outbox.healthy, 30, "a healthy outbox")
         assert not door.kiosk.feedback.error_active
         door.kiosk.end_class()
     finally:
@@ -134,7 +134,7 @@ def test_a_camera_that_raises_mid_stream_is_reopened_and_the_class_goes_on(tmp_p
         door.kiosk.login(*DEMO_LOGIN)
         enrol_everyone(door, server)
         door.start_class()
-        wait_until(lambda: len(opened) >= 2, 60, "the camera reopened")
+        wait_for(lambda: len(opened) >= 2, 60, "the camera reopened")
         door.wait_for_the_replay()
         stats = door.pipeline.stats()
         assert door.kiosk.outbox.flush(30)

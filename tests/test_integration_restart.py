@@ -12,8 +12,9 @@ import requests
 from kiosk.spool import SPOOL_NAME
 from kiosk.wiut.sandbox import SandboxServer
 from tests.fixtures.sandbox import DEMO_CLASS_ID, DEMO_LOGIN, DEMO_MODULE_ID, DEMO_SLOT_GUID
+from tests.helpers import wait_for
 from tests.test_daemon import Daemon
-from tests.test_integration_class import CountingState, wait_until
+from tests.test_integration_class import CountingState
 
 pytestmark = pytest.mark.slow
 MARKS = {"00019880": True, "00019887": False}  # by hand: present (105), absent (-1)
@@ -44,14 +45,14 @@ def test_marks_spooled_at_sigterm_are_delivered_after_a_restart_when_the_teacher
                                       "moduleId": DEMO_MODULE_ID, "teachingType": 1})
             assert started.status_code == 201, started.text
             # the replay folder is empty: the class runs without a camera, and the status says why
-            wait_until(lambda: http.get(f"{base}/api/status", timeout=10).json()["camera"]["error"], 30,
+            wait_for(lambda: http.get(f"{base}/api/status", timeout=10).json()["camera"]["error"], 30,
                        "the camera's trouble on the status")
             state.set_knobs(unavailable_for=600)               # the API goes down mid-class
             for user_id, present in MARKS.items():
                 answer = http.post(f"{base}/api/session/marks", json={"userId": user_id, "present": present},
                                    timeout=30)
                 assert answer.status_code in (200, 202), answer.text
-            wait_until(lambda: state.count("SetAttendanceStudent") > 0, 30, "a delivery attempt")
+            wait_for(lambda: state.count("SetAttendanceStudent") > 0, 30, "a delivery attempt")
         finally:
             assert first.stop() == 0
         spooled = json.loads(spool_file.read_text())
@@ -67,8 +68,8 @@ def test_marks_spooled_at_sigterm_are_delivered_after_a_restart_when_the_teacher
             assert second.wait_for_line("2 undelivered mark(s) from the last run wait for their teacher")
             assert state.stored == {}                          # nobody's tokens to send them with yet
             page(second)                                       # the teacher logs in again
-            wait_until(lambda: len(state.stored) == 2, 30, "the spooled marks in the API")
-            wait_until(lambda: not spool_file.exists(), 10, "the spool removed")
+            wait_for(lambda: len(state.stored) == 2, 30, "the spooled marks in the API")
+            wait_for(lambda: not spool_file.exists(), 10, "the spool removed")
         finally:
             assert second.stop() == 0
     assert dict(state.stored) == {"00019880": [105], "00019887": [-1]}

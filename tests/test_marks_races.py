@@ -14,7 +14,7 @@ from kiosk.attendance import ClassSession
 from kiosk.errors import MalformedResponse, UpstreamRejected
 from kiosk.outbox import DeadLetter, Mark, Outbox
 from tests.test_attendance import CLASS_ID, GUID, METHOD, ROWS, Clocks, FakeServer
-from tests.test_outbox import FakeClient, wait_until
+from tests.test_outbox import FakeClient, wait_for
 
 ALI = "00000001"  # no mark on the roster
 
@@ -202,7 +202,7 @@ def test_a_mark_spooled_at_shutdown_survives_a_delivery_that_ends_later(slow_del
     assert box.stop(flush_timeout=0) == 2
     assert sorted(m.user_id for m in spool.read(path)) == ["A", "B"]
     client.hold.set()  # the delivery of A ends after the spool was written
-    wait_until(lambda: not any(m.user_id == "A" for m in box.pending()))
+    wait_for(lambda: not any(m.user_id == "A" for m in box.pending()))
     assert [m.user_id for m in spool.read(path)] == ["B"]  # B kept; A delivered, so not sent again
 
 
@@ -210,7 +210,7 @@ def test_a_mark_in_flight_at_shutdown_leaves_the_spool_once_delivered(slow_deliv
     box, client, path = slow_delivery
     box.stop(flush_timeout=0)
     client.hold.set()
-    wait_until(lambda: not box.pending())
+    wait_for(lambda: not box.pending())
     assert not path.exists()  # no duplicate post after the next start
 
 
@@ -249,7 +249,7 @@ def test_a_captive_portal_met_by_the_token_refresh_is_retried_not_dead_lettered(
     box = Outbox(tmp_path, client_for=lambda teacher: client, backoff_base=0.01, backoff_cap=0.01)
     box.submit(Mark(CLASS_ID, ALI, 87, "teacher", 0.0))
     box.start()
-    wait_until(lambda: not box.pending())
+    wait_for(lambda: not box.pending())
     assert client.delivered == {(CLASS_ID, ALI): 87} and box.dead_letters() == []
     box.stop(flush_timeout=0)
 
@@ -259,7 +259,7 @@ def test_a_refusal_is_dead_lettered_once(tmp_path):
     box = Outbox(tmp_path, client_for=lambda teacher: client)
     box.submit(Mark(CLASS_ID, ALI, 87, "teacher", 0.0))
     box.start()
-    wait_until(lambda: box.dead_letters())
+    wait_for(lambda: box.dead_letters())
     assert len(client.calls) == 1 and not box.pending()
     box.stop(flush_timeout=0)
 
@@ -278,7 +278,7 @@ def test_submit_returns_its_own_sequence_number_when_another_submit_comes_first(
                 second = Mark(CLASS_ID, "00000002", 90, "teacher", 0.0)
                 self.thread = threading.Thread(target=lambda: self.inner.append(box.submit(second)))
                 self.thread.start()
-                wait_until(lambda: len(box.pending()) == 2)  # queued; it waits for us to finish publishing
+                wait_for(lambda: len(box.pending()) == 2)  # queued; it waits for us to finish publishing
 
     bus = Bus()
     box = Outbox(tmp_path, events=bus)
