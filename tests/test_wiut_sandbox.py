@@ -220,8 +220,10 @@ def test_unknown_malformed_kind_is_refused(sandbox):
 def test_server_shuts_down_cleanly():
     before = threading.active_count()
     server = SandboxServer().start()
-    with server:
+    with server, requests.Session() as kept_alive:
         requests.post(server.url + "/Attendance/MyModulesStaff", timeout=5)
+        # A client that keeps its connection open parks a request thread in a read: close must end it too.
+        kept_alive.post(server.url + "/Attendance/MyModulesStaff", timeout=5)
     server.close()  # idempotent
     assert threading.active_count() == before
     with pytest.raises(requests.ConnectionError):

@@ -16,14 +16,16 @@ Example::
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import signal
+import socket
 import threading
 from pathlib import Path
 from typing import Any
 
 from werkzeug.http import http_date
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
+from werkzeug.serving import ThreadedWSGIServer, WSGIRequestHandler
 
 from kiosk.errors import ConfigError
 from kiosk.wiut.sandbox_app import create_app
@@ -53,6 +55,43 @@ class _QuietHandler(WSGIRequestHandler):
         self.close_connection = True
 
 
+class _TrackedServer(ThreadedWSGIServer):
+    """Werkzeug's threaded server, but it remembers its open connections and their threads.
+
+    Its request threads are daemons, which ``server_close`` never joins; a client that keeps a connection
+    alive parks one in a read. ``close_connections`` shuts those sockets and joins the threads, so closing
+    the sandbox really leaves nothing running.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._open: dict[threading.Thread, socket.socket] = {}
+        self._open_lock = threading.Lock()
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        thread = threading.Thread(target=self._serve_connection, args=(request, client_address),
+                                  name="wiut-sandbox-request", daemon=True)
+        with self._open_lock:
+            self._open[thread] = request
+        thread.start()
+
+    def _serve_connection(self, request: Any, client_address: Any) -> None:
+        try:
+            self.process_request_thread(request, client_address)
+        finally:
+            with self._open_lock:
+                self._open.pop(threading.current_thread(), None)
+
+    def close_connections(self, timeout: float = 5.0) -> None:
+        with self._open_lock:
+            open_now = dict(self._open)
+        for connection in open_now.values():
+            with contextlib.suppress(OSError):  # already closed by its own thread
+                connection.shutdown(socket.SHUT_RDWR)  # wakes a thread parked reading a kept-alive connection
+        for thread in open_now:
+            thread.join(timeout)
+
+
 class SandboxServer:
     """The sandbox on a real HTTP server in a background thread; a context manager; ``close()`` is idempotent.
 
@@ -62,8 +101,7 @@ class SandboxServer:
     def __init__(self, state: SandboxState | None = None, host: str = "127.0.0.1", port: int = 0):
         self.state = state if state is not None else SandboxState()
         self._stop = threading.Event()
-        self._server: BaseWSGIServer = make_server(host, port, create_app(self.state, self._stop), threaded=True,
-                                                   request_handler=_QuietHandler)
+        self._server = _TrackedServer(host, port, create_app(self.state, self._stop), handler=_QuietHandler)
         self._server.sandbox_state = self.state  # type: ignore[attr-defined]
         self.host, self.port = host, self._server.server_port
         self.url = f"http://{host}:{self.port}/api"
@@ -87,6 +125,7 @@ class SandboxServer:
             self._server.shutdown()
             self._thread.join()
         self._server.server_close()
+        self._server.close_connections()
 
     def __enter__(self) -> SandboxServer:
         return self.start()
