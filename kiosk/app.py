@@ -460,7 +460,8 @@ class Kiosk:
         tokens_lost = owner is not None and (client is None or not client.logged_in)
         stats = _safe_stats(pipeline)
         skew = client.clock_skew() if client is not None else None
-        expires = client.access_expires_at if client is not None else None
+        access_expires = client.access_expires_at if client is not None else None
+        login_expires = client.login_expires_at if client is not None else None
         return {
             "teacher": owner,
             "classRunning": session is not None,
@@ -473,7 +474,8 @@ class Kiosk:
             "pendingPosts": _count(self.outbox, "pending"),
             "deadLetters": _dead_letters(self.outbox, owner),
             "outboxHealthy": bool(getattr(self.outbox, "healthy", True)),
-            "loginExpiresAt": _iso_from_epoch(expires),
+            "loginExpiresAt": _iso_from_epoch(login_expires),
+            "accessExpiresAt": _iso_from_epoch(access_expires),
             "clockSkewSeconds": skew,
             "clockWarning": _skew_warning(skew),
             "feedback": _recent_feedback(self.feedback, self.monotonic()),

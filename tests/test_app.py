@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import threading
+import time
+from datetime import datetime
 from types import SimpleNamespace
 
 import pytest
@@ -125,7 +127,12 @@ def test_status_gathers_camera_outbox_login_and_feedback(parts):
     assert status["facesSeen"] == 4 and status["lastRecognitionSecondsAgo"] == 2.5
     assert status["feedback"] == [{"secondsAgo": 3.0, "signal": "recognised"}]
     assert status["pendingPosts"] == 0 and status["outboxHealthy"] is True
-    assert status["loginExpiresAt"].endswith("+00:00")
+    # When the teacher must log in again: the refresh token's expiry (30 days on the sandbox), not the
+    # access token's, which the kiosk renews by itself.
+    login_expires = datetime.fromisoformat(status["loginExpiresAt"]).timestamp()
+    access_expires = datetime.fromisoformat(status["accessExpiresAt"]).timestamp()
+    assert login_expires == pytest.approx(time.time() + 30 * 86400, abs=30)
+    assert access_expires == pytest.approx(time.time() + 900, abs=30)
 
 
 def test_a_clock_far_from_the_universitys_is_warned_about(parts, monkeypatch):

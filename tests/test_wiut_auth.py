@@ -99,6 +99,23 @@ def test_keeps_the_old_refresh_token_when_none_comes_back():
     assert [r for _, r in refresher.calls] == ["refresh-0", "refresh-0"]
 
 
+def test_login_expiry_is_the_refresh_tokens_and_survives_refreshes_without_a_new_one():
+    clock = Clock()
+    auth = TokenAuth(Refresher(clock), clock=clock)
+    auth.set_tokens(token(T0 + 900), token(T0 + 30 * 86400, typ="refresh"))
+    assert auth.login_expires_at == int(T0 + 30 * 86400)   # when the teacher must log in again
+    clock.now += 1000
+    auth.current_token()                                    # refreshed; no new refresh token came back
+    assert auth.expires_at == int(T0 + 1900) and auth.login_expires_at == int(T0 + 30 * 86400)
+    auth.forget()
+    assert auth.login_expires_at is None
+
+
+def test_a_refresh_token_without_a_readable_expiry_gives_no_login_expiry():
+    auth, _, _ = make()                                     # "refresh-0" is opaque
+    assert auth.login_expires_at is None and auth.logged_in
+
+
 def test_uses_a_rotated_refresh_token():
     auth, refresher, clock = make(rotate=True)
     for _ in range(2):

@@ -46,6 +46,7 @@ def test_login_returns_the_username_and_sets_expiry(client, sandbox):
     assert client.login(*DEMO_LOGIN) == "teacher"
     assert client.logged_in and client.username == "teacher"
     assert client.access_expires_at == pytest.approx(time.time() + 900, abs=5)
+    assert client.login_expires_at == pytest.approx(time.time() + 30 * 86400, abs=5)  # the refresh token's exp
 
 
 def test_wrong_password_is_login_failed_and_not_retried(client, sandbox):

@@ -55,6 +55,14 @@ def token_claims(token: str, call: str = "Login") -> dict[str, Any]:
     return claims
 
 
+def _expiry_or_none(token: str) -> float | None:
+    """The ``exp`` of a token that is a JWT (the university's refresh tokens are), else None: never raises."""
+    try:
+        return float(token_claims(token)["exp"])
+    except MalformedResponse:
+        return None
+
+
 class TokenAuth(requests.auth.AuthBase):
     """Adds ``Authorization: Bearer`` to each request; refreshes shortly before expiry and once on 401.
 
@@ -74,6 +82,7 @@ class TokenAuth(requests.auth.AuthBase):
         self._refresh: str | None = None
         self._claims: dict[str, Any] = {}
         self._expires_at: float | None = None
+        self._refresh_expires_at: float | None = None
         self._margin = 0.0
 
     def __repr__(self) -> str:
@@ -88,6 +97,12 @@ class TokenAuth(requests.auth.AuthBase):
     def expires_at(self) -> float | None:
         """Local epoch seconds when the access token expires; None when not logged in."""
         return self._expires_at
+
+    @property
+    def login_expires_at(self) -> float | None:
+        """Local epoch seconds when the refresh token expires, i.e. when the teacher must log in again;
+        None when not logged in or when the refresh token carries no readable expiry."""
+        return self._refresh_expires_at if self._access is not None else None
 
     @property
     def username(self) -> str | None:
@@ -106,6 +121,8 @@ class TokenAuth(requests.auth.AuthBase):
             self._access, self._claims = access, claims
             if refresh:
                 self._refresh = refresh
+                refresh_exp = _expiry_or_none(refresh)
+                self._refresh_expires_at = None if refresh_exp is None else refresh_exp - server_skew
             self._expires_at = float(claims["exp"]) - server_skew
             lifetime = max(0.0, self._expires_at - now)
             self._margin = min(REFRESH_MARGIN_MAX_S, REFRESH_MARGIN_FRACTION * lifetime)
@@ -114,7 +131,7 @@ class TokenAuth(requests.auth.AuthBase):
         """Drop both tokens (logout, or a rejected refresh)."""
         with self._lock:
             self._access = self._refresh = None
-            self._claims, self._expires_at, self._margin = {}, None, 0.0
+            self._claims, self._expires_at, self._refresh_expires_at, self._margin = {}, None, None, 0.0
 
     # --- refreshing --------------------------------------------------------------------------
     def current_token(self) -> str:

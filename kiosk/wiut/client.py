@@ -161,6 +161,12 @@ class WiutClient:
         """Local epoch seconds when the access token expires (it is refreshed before); None if logged out."""
         return self._auth.expires_at
 
+    @property
+    def login_expires_at(self) -> float | None:
+        """Local epoch seconds when the refresh token expires (the teacher must log in again then); None when
+        logged out or when the refresh token has no readable expiry."""
+        return self._auth.login_expires_at
+
     def clock_skew(self) -> float | None:
         """Server ``Date`` minus the local clock in seconds (1 s resolution), from the last answer; None before."""
         with self._lock:

@@ -48,10 +48,15 @@ function feedbackText(st) {
 }
 
 // "in 58 min" (renewed by itself while the kiosk works), from the ISO time the kiosk gives.
-function loginText(iso) {
+// When the teacher has to log in again (the university's refresh token runs out; the kiosk renews the
+// short-lived access token by itself until then).
+export function loginText(iso, now = Date.now()) {
   if (!iso) return "–";
-  const minutes = Math.round((new Date(iso).getTime() - Date.now()) / 60000);
-  return minutes > 0 ? `in ${minutes} min` : "now (renewed when the kiosk next talks to the university)";
+  const minutes = Math.round((new Date(iso).getTime() - now) / 60000);
+  if (minutes <= 0) return "now: log in again";
+  if (minutes < 60) return `in ${minutes} min`;
+  if (minutes < 48 * 60) return `in ${Math.round(minutes / 60)} h`;
+  return `in ${Math.round(minutes / 1440)} days`;
 }
 
 function banner(text, kind = "warn", link = null) {
