@@ -51,7 +51,8 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUSES = frozenset({408, 425, 429})  # refusals that mean "later", should a client pass them on
 ABSENT_RECHECK_S = 5.0  # how often client_for() is asked again for a teacher who is not logged in
 LOGIN_RECHECK_S = 30.0  # ... and for a teacher whose tokens were refused (teacher_logged_in() is quicker)
-STOP_JOIN_S = 1.0  # how long stop() waits for a delivery in flight after flushing
+STOP_JOIN_S = 1.0  # how long stop() waits at most for a delivery in flight after flushing (within its budget)
+STOP_JOIN_MIN_S = 0.05  # ... and at least, so an idle worker ends cleanly even when the flush used the budget
 
 
 def backoff_delay(failures: int, base: float, cap: float, rng: random.Random) -> float:
@@ -269,14 +270,15 @@ class Outbox:
         A delivery still in flight after that may end later: it then removes only its own mark from the
         file. Idempotent. Raises :class:`~kiosk.errors.SpoolError` when the spool cannot be written.
         """
+        deadline = time.monotonic() + flush_timeout
         if self._thread is not None and not self._stopping:
             self.flush(flush_timeout)
         with self._cond:
             self._stopping = True
             self._cond.notify_all()
             thread = self._thread
-        if thread is not None:
-            thread.join(STOP_JOIN_S)
+        if thread is not None:  # what the flush left of the budget, at most STOP_JOIN_S, at least a moment
+            thread.join(max(STOP_JOIN_MIN_S, min(STOP_JOIN_S, deadline - time.monotonic())))
         with self._cond:
             marks = self._save()
             self._spool_written = True

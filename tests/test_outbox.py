@@ -265,6 +265,21 @@ def test_stop_spools_what_could_not_be_delivered(make_outbox):
     assert box.stop() == 2  # idempotent
 
 
+def test_stop_keeps_its_budget_when_a_delivery_hangs_and_spools_that_mark(make_outbox):
+    client = FakeClient()
+    client.hold = threading.Event()           # the upstream call never answers while we stop
+    box = make_outbox(client)
+    box.start()
+    box.submit(mark(user="00000001", confidence=87))
+    assert client.in_call.wait(5)
+    started = time.monotonic()
+    assert box.stop(flush_timeout=0.2) == 1
+    # SIGTERM's flush budget is the whole budget: no extra second waiting for the hung call (was 0.2 + 1 s).
+    assert time.monotonic() - started < 1.1
+    assert [m["userId"] for m in json.loads(box.spool_path.read_text())["marks"]] == ["00000001"]
+    client.hold.set()
+
+
 def test_a_new_outbox_delivers_the_spool_after_that_teacher_logs_in(make_outbox):
     first = make_outbox(clients={})
     first.submit(mark(user="00000001", confidence=105))
