@@ -34,9 +34,9 @@ from kiosk.errors import (
     NoClassRunning,
     NotOnRoster,
 )
+from kiosk.status import status_view
 from kiosk.timetable import LessonChoice, LessonInfo, choose_lesson, ends_at_for, lesson_info
 
-CLOCK_SKEW_WARN_SECONDS = 120.0
 TICK_SECONDS = 1.0
 FLUSH_SECONDS = 5.0          # how long a logout or take-over waits for the outgoing teacher's marks
 CLOSE_SECONDS = 5.0          # the whole of close(): flush and the tick thread's end share it
@@ -456,34 +456,9 @@ class Kiosk:
     # --- status --------------------------------------------------------------------------------
     def status(self) -> dict:
         """What the page's status area shows; see docs/api.md GET /api/status. Lock-free reads."""
-        client, pipeline, session, owner = self._client, self._pipeline, self._session, self._teacher_name
-        tokens_lost = owner is not None and (client is None or not client.logged_in)
-        stats = _safe_stats(pipeline)
-        skew = client.clock_skew() if client is not None else None
-        access_expires = client.access_expires_at if client is not None else None
-        login_expires = client.login_expires_at if client is not None else None
-        return {
-            "teacher": owner,
-            "classRunning": session is not None,
-            "camera": {"state": stats.get("camera_state", "off" if pipeline is None else "unknown"),
-                       "error": stats.get("camera_error"), "fps": stats.get("camera_fps"),
-                       "processedFps": stats.get("fps"),
-                       "frames": stats.get("frames"), "dropped": stats.get("dropped")},
-            "facesSeen": stats.get("faces_seen"),
-            "lastRecognitionSecondsAgo": stats.get("last_recognition"),
-            "pendingPosts": _count(self.outbox, "pending"),
-            "deadLetters": _dead_letters(self.outbox, owner),
-            "outboxHealthy": bool(getattr(self.outbox, "healthy", True)),
-            "loginExpiresAt": _iso_from_epoch(login_expires),
-            "accessExpiresAt": _iso_from_epoch(access_expires),
-            "clockSkewSeconds": skew,
-            "clockWarning": _skew_warning(skew),
-            "feedback": _recent_feedback(self.feedback, self.monotonic()),
-            "feedbackError": bool(getattr(self.feedback, "error_active", False)),
-            "loginNeeded": tokens_lost or _login_needed(self.outbox, owner),
-            "loginMessage": ("The university login has expired: log in again to keep recording."
-                             if tokens_lost or _login_needed(self.outbox, owner) else None),
-        }
+        return status_view(owner=self._teacher_name, client=self._client, pipeline=self._pipeline,
+                           class_running=self._session is not None, outbox=self.outbox, feedback=self.feedback,
+                           now=self.monotonic())
 
     def outbox_view(self, status: dict) -> dict:
         """An outbox ``status`` (or ``outbox`` event) trimmed to what the logged-in teacher may see:
@@ -589,53 +564,3 @@ def _default_session_factory(client, outbox, **kwargs):
     from kiosk.attendance import ClassSession
 
     return ClassSession(client, outbox, **kwargs)
-
-
-def _safe_stats(pipeline) -> dict:
-    if pipeline is None:
-        return {}
-    try:
-        return dict(pipeline.stats())
-    except KioskError:
-        return {}
-
-
-def _count(outbox, name: str) -> int:
-    if outbox is None:
-        return 0
-    return len(getattr(outbox, name)())
-
-
-def _login_needed(outbox, teacher: str | None) -> bool:
-    """True when the university refused ``teacher``'s tokens and their marks wait for a new login."""
-    if outbox is None or teacher is None or not hasattr(outbox, "status"):
-        return False
-    return teacher in outbox.status().get("loginRequired", ())
-
-
-def _dead_letters(outbox, teacher: str | None) -> list[dict]:
-    """The refused marks of ``teacher`` only (other teachers' are not theirs to see); none when None."""
-    if outbox is None or teacher is None:
-        return []
-    return [letter.to_json() for letter in outbox.dead_letters() if letter.mark.teacher == teacher]
-
-
-def _iso_from_epoch(seconds: float | None) -> str | None:
-    if seconds is None:
-        return None
-    from datetime import UTC
-
-    return datetime.fromtimestamp(seconds, UTC).isoformat(timespec="seconds")
-
-
-def _skew_warning(skew: float | None) -> str | None:
-    if skew is None or abs(skew) <= CLOCK_SKEW_WARN_SECONDS:
-        return None
-    return (f"The kiosk's clock differs from the university's by {abs(skew) / 60:.0f} minutes: "
-            "check time sync.")
-
-
-def _recent_feedback(feedback, now: float) -> list[dict]:
-    if feedback is None or not hasattr(feedback, "recent"):
-        return []
-    return [{"secondsAgo": round(now - t, 1), "signal": name} for t, name in list(feedback.recent())[-10:]]

@@ -40,10 +40,10 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
 from kiosk.errors import ConfigError, FeedbackError
 from kiosk.sdnotify import Notifier, watchdog_interval
+from kiosk.status import CLOCK_SKEW_WARN_SECONDS
 
 STALL_SECONDS = 20.0  # a running class's camera loop silent this long is hung (it ticks every <= 0.5 s)
 IDLE_PING_SECONDS = 5.0  # how often the main loop wakes when systemd wants no watchdog pings
-CLOCK_SKEW_WARN_SECONDS = 120.0
 OUTBOX_FLUSH_SECONDS = 5.0
 TLS_SOCKET_TIMEOUT = 30.0  # seconds a TLS connection may stall on one read or write
 Clock = Callable[[], float]
