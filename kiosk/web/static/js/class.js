@@ -205,46 +205,61 @@ for (const radio of document.querySelectorAll("input[name=show]")) radio.addEven
 
 // --- enrolment --------------------------------------------------------------------------------
 let enrolling = null;
+let enrolRequests = 0;               // enrolments still waiting for the kiosk's answer
 const enrolDialog = document.getElementById("enrol-dialog");
 const enrolError = document.getElementById("enrol-error");
+const enrolBusy = document.getElementById("enrol-busy");
 
 function openEnrol(s) {
   enrolling = s;
   document.getElementById("enrol-name").textContent = s.fullName;
   document.getElementById("enrol-photos").value = "";
   enrolError.hidden = true;
+  if (!enrolRequests) enrolBusy.textContent = "";
   hideToast();                       // the row keeps its own Undo button
   enrolDialog.showModal();
 }
 
+// The answer belongs to the student it was asked for: the teacher may have closed the dialog meanwhile (a
+// kiosk camera capture takes up to 10 s) and opened another student's enrolment. Then the answer is also
+// written in that dialog's status line, since the open dialog covers the toast.
+function tellLate(text, ms) {
+  toast(text, ms);
+  if (enrolDialog.open) enrolBusy.textContent = text;
+}
+
 async function enrolWith(action, busyButton, busyText) {
+  const who = enrolling;
+  const stillOpen = () => enrolling === who && enrolDialog.open;
   enrolError.hidden = true;
-  const busy = document.getElementById("enrol-busy");
-  busy.textContent = busyText;
+  enrolBusy.textContent = busyText;
   busyButton.disabled = true;
+  enrolRequests += 1;
   try {
-    const result = await action();
-    enrolDialog.close();
-    toast(`${enrolling.fullName} is enrolled (${result.vectors} face ${result.vectors === 1 ? "vector" : "vectors"}).`);
+    const result = await action(who);
+    const text = `${who.fullName} is enrolled (${result.vectors} face ${result.vectors === 1 ? "vector" : "vectors"}).`;
+    if (stillOpen()) { enrolDialog.close(); toast(text); } else tellLate(text);
   } catch (error) {
-    showError(enrolError, error);
+    if (stillOpen()) showError(enrolError, error);
+    else tellLate(`${who.fullName} is not enrolled: ${error.message}`, 8000);
   } finally {
-    busy.textContent = "";
+    enrolRequests -= 1;
+    if (enrolBusy.textContent === busyText) enrolBusy.textContent = "";
     busyButton.disabled = false;
   }
 }
 
-document.getElementById("enrol-upload").addEventListener("click", (event) => enrolWith(async () => {
+document.getElementById("enrol-upload").addEventListener("click", (event) => enrolWith(async (who) => {
   const files = document.getElementById("enrol-photos").files;
   if (!files.length) throw new Error("Choose or take at least one photo.");
   const form = new FormData();
-  form.append("userId", enrolling.userId);
+  form.append("userId", who.userId);
   for (const file of files) form.append("image", file);
   return api("POST", "/api/enroll", form, { form: true });
 }, event.currentTarget, "Checking the photos…"));
 
 document.getElementById("enrol-camera").addEventListener("click", (event) => enrolWith(
-  () => api("POST", "/api/enroll/capture", { userId: enrolling.userId }),
+  (who) => api("POST", "/api/enroll/capture", { userId: who.userId }),
   event.currentTarget, "The student should stand alone in front of the kiosk camera and look at it (up to 10 s)…"));
 
 // --- status -----------------------------------------------------------------------------------
