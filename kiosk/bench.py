@@ -7,16 +7,22 @@ every second pass a second person in the other direction lower in the frame. Eac
 an ORL photo (shots 2-10 in turn) scaled 1.5x (face ~100 px wide). The roster is those 20 people,
 enrolled from shot 1 through the same stack.
 
-Each frame goes through what the kiosk does: detect, track (IoU), and for every track that still
-wants votes: align, quality gate, embed, match, decide (``Decider.from_settings``). Reported: p50/p95
-ms per stage (``detect``, ``align``, ``quality``, ``embed``, ``match``, and ``frame`` for the whole
-frame), frames per second over the processing time, tracks and decisions, and the process's peak
-RSS (``resource.getrusage``, MB; a peak, so a later stack's figure includes the earlier one).
-``--baseline`` runs the same frames through dlib (same tracker and gates) and prints the speed
-ratio. ``--walkers N`` runs the real Pipeline, ClassSession, Outbox and client against the sandbox
-API on 127.0.0.1 and times first frame -> SetAttendanceStudent (see :func:`post_latency`).
-``--detection-sweep`` measures which detector set-up finds faces 30-100 px wide. ``--json`` prints
-one JSON object on the last line. No pass/fail: the machine decides the figures.
+Each frame goes through the kiosk's own per-frame code, :class:`kiosk.pipeline.FrameStep` (what
+the running kiosk's Pipeline calls; here without a camera thread, on 15 frames/s replay time), on an
+:class:`~kiosk.model.engine.Engine` made of the stack's detector and embedder and the quality gate of
+the settings: detect and gate every face, track (IoU), embed the good crops of the tracks that still
+want votes (up to 2 faces per embedder call, at most 2 calls per frame), match, decide
+(``Decider.from_settings``). Reported: p50/p95 ms per stage, timed around the engine's parts:
+``detect`` per frame; ``quality`` per detected face (the gate, with its own 112x112 alignment);
+``align`` per embedded face (the embedder's alignment); ``embed`` per embedder call (1-2 faces) and
+``embed_face`` per face (a call's time / its faces); ``match`` per face; ``frame`` for the whole frame.
+Also frames per second over the processing time, tracks, embeddings and decisions, and the
+process's peak RSS (``resource.getrusage``, MB; a peak, so a later stack's figure includes the
+earlier one). ``--baseline`` runs the same frames through dlib (same step, tracker and gates) and
+prints the speed ratio. ``--walkers N`` runs the real Pipeline, ClassSession, Outbox and client
+against the sandbox API on 127.0.0.1 and times first frame -> SetAttendanceStudent (see
+:func:`post_latency`). ``--detection-sweep`` measures which detector set-up finds faces 30-100 px
+wide. ``--json`` prints one JSON object on the last line. No pass/fail: the machine decides the figures.
 
 Example::
 
@@ -26,24 +32,32 @@ Example::
 
 from __future__ import annotations
 
+import functools
 import json
 import resource
 import time
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 
 import numpy as np
 
 from kiosk.camera.base import Frame, FrameSource, Pacer
 from kiosk.model.calibrate import ORL_PAD, Stack, open_stack
+from kiosk.model.engine import Engine, Gate
 from kiosk.model.match import Calibration, Gallery, best_match
-from kiosk.tracker import Decider, IoUTracker
+from kiosk.pipeline import Counters, FrameStep
+from kiosk.tracker import TrackEvent
 
 FRAME_W, FRAME_H = 640, 480
 PASS_FRAMES = 40
 FACE_SCALE = 1.5
 PEOPLE = tuple(f"s{i}" for i in range(21, 41))
-STAGES = ("detect", "align", "quality", "embed", "match", "frame")
+REPLAY_FPS = 15.0  # the replay's time: frame index / 15 s
+STAGES = ("detect", "align", "quality", "embed", "embed_face", "match", "frame")
+STAGE_NOTES = {"detect": "per frame", "quality": "per detected face, with the gate's own alignment",
+               "align": "per embedded face, the embedder's alignment", "embed": "per embedder call of 1-2 faces",
+               "embed_face": "per face: an embed call's time / its faces", "match": "per embedded face",
+               "frame": "per frame, detect to decision"}
 
 
 # --- the replay -------------------------------------------------------------------------------------
@@ -130,47 +144,97 @@ def enrol(stack: Stack, faces: dict[str, list[np.ndarray]]) -> Gallery:
     return Gallery.from_vectors({p: v[None] for p, v in vectors.items() if v is not None})
 
 
-def _frame_step(stack: Stack, frame: np.ndarray, tracker: IoUTracker, decider: Decider, gallery: Gallery,
-                timer: Timer, settings, now: float) -> list:
-    """One frame through detect, track, gate, embed, match, decide; returns the decision events."""
-    from kiosk.model.quality import assess
+class _TimedDetector:
+    """A detector whose ``detect`` is timed under "detect"."""
 
-    events = []
-    update = tracker.update(timer.time("detect", stack.detector.detect, frame), now=now)
-    for track, det in update.matched:
-        if not decider.wants(track):
-            continue
-        aligned = timer.time("align", stack.embedder.align, frame, det)
-        quality = timer.time("quality", assess, frame, det, min_face_px=settings.min_face_px,
-                             min_sharpness=settings.min_sharpness, max_yaw=settings.max_yaw,
-                             aligned=aligned if aligned.shape[:2] == (112, 112) else None)
-        if not quality.ok:
-            continue
-        vector = timer.time("embed", stack.embedder.embed, [aligned])[0]
-        event = decider.observe(track, timer.time("match", best_match, vector, gallery), now=now)
-        events += [event] if event else []
-    events += [e for t in update.ended if (e := decider.end(t, now=now))]
-    return events
+    def __init__(self, detector, timer: Timer):
+        self._detector, self._timer = detector, timer
+
+    def detect(self, frame_rgb: np.ndarray) -> list:
+        return self._timer.time("detect", self._detector.detect, frame_rgb)
+
+    def close(self) -> None:
+        self._detector.close()
+
+
+class _TimedEmbedder:
+    """An embedder whose ``align`` is timed under "align" and ``embed`` under "embed" (per call) and
+    "embed_face" (the call's time divided among its faces)."""
+
+    def __init__(self, embedder, timer: Timer):
+        self._embedder, self._timer = embedder, timer
+        self.method, self.dim = embedder.method, embedder.dim
+
+    def align(self, frame_rgb: np.ndarray, detection) -> np.ndarray:
+        return self._timer.time("align", self._embedder.align, frame_rgb, detection)
+
+    def embed(self, aligned: list[np.ndarray]) -> np.ndarray:
+        vectors = self._timer.time("embed", self._embedder.embed, aligned)
+        if aligned:
+            self._timer.samples["embed_face"] += [self._timer.samples["embed"][-1] / len(aligned)] * len(aligned)
+        return vectors
+
+    def close(self) -> None:
+        self._embedder.close()
+
+
+class _TimedEngine(Engine):
+    """The kiosk's :class:`Engine` on a stack's detector and embedder, each part timed, and its quality
+    gate (``_assess``, called by ``faces`` for every detected face) timed under "quality"."""
+
+    def __init__(self, stack: Stack, gate: Gate, timer: Timer):
+        super().__init__(_TimedDetector(stack.detector, timer), _TimedEmbedder(stack.embedder, timer), gate)
+        self._timer = timer
+
+    def _assess(self, frame_rgb: np.ndarray, det):
+        return self._timer.time("quality", super()._assess, frame_rgb, det)
+
+
+class _ReplayClock:
+    """The replay's time (s), set per frame: the figures do not depend on how fast the machine is."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def replay(engine, frames: Iterable[np.ndarray], settings, gallery: Gallery, calibration: Calibration, *,
+           timer: Timer | None = None, match: Callable = best_match) -> tuple[list[TrackEvent], Counters]:
+    """``frames`` through the kiosk's own step (:meth:`FrameStep.for_class`: the Pipeline's tracker,
+    decider, gating and batching) at :data:`REPLAY_FPS` replay time, each whole frame timed under
+    "frame" by ``timer``; at the end the tracks still in view leave (their last-chance decisions count).
+    Returns every decision in order and the step's counters."""
+    timer = timer or Timer()
+    clock, events = _ReplayClock(), []
+    step = FrameStep.for_class(settings, engine, calibration, clock=clock, gallery=lambda: gallery,
+                               on_event=events.append, match=match)
+    count = 0
+    for count, frame in enumerate(frames, start=1):
+        clock.now = (count - 1) / REPLAY_FPS
+        timer.time("frame", step, frame)
+    clock.now = count / REPLAY_FPS
+    events += [e for t in step.tracker.end_all() if (e := step.decider.end(t, now=clock.now))]
+    return events, step.counters
 
 
 def run_stack(stack: Stack, faces: dict[str, list[np.ndarray]], n_frames: int, settings) -> dict:
-    """Times the whole loop over ``n_frames`` replay frames with one stack; returns its figures.
+    """Times the kiosk's step over ``n_frames`` replay frames with one stack; returns its figures.
 
     ``fps`` is frames / seconds spent processing them (composing a frame is not counted: a camera
-    delivers it); ``stages["frame"]`` is the time of one whole frame (detect to decision)."""
+    delivers it); ``stages["frame"]`` is the time of one whole frame (detect to decision). The stack
+    keeps owning its models (it closes them), not the engine made of them here."""
     gallery = enrol(stack, faces)
-    calibration = Calibration.load(stack.embedder.method)
-    tracker = IoUTracker(max_missed=3)
-    decider = Decider.from_settings(settings, calibration)
-    timer, events = Timer(), []
-    for index, frame in enumerate(iter_frames(faces, n_frames)):
-        events += timer.time("frame", _frame_step, stack, frame, tracker, decider, gallery, timer, settings,
-                             now=index / 15)
-    events += [e for t in tracker.end_all() if (e := decider.end(t, now=n_frames / 15))]
+    timer = Timer()
+    engine = _TimedEngine(stack, Gate(settings.min_face_px, settings.min_sharpness, settings.max_yaw), timer)
+    events, counters = replay(engine, iter_frames(faces, n_frames), settings, gallery,
+                              Calibration.load(stack.embedder.method), timer=timer,
+                              match=functools.partial(timer.time, "match", best_match))
     elapsed = sum(timer.samples["frame"]) / 1000
     return {"method": stack.embedder.method, "stages": timer.summary(), "frames": n_frames,
             "seconds": round(elapsed, 3), "fps": round(n_frames / elapsed, 2),
-            "tracks": max([e.track_id for e in events], default=0),
+            "tracks": counters.faces_seen, "embeddings": counters.embeddings,
             "decisions": dict(Counter(e.kind for e in events)),
             "recognised_not_in_replay": sum(e.kind == "recognised" and e.user_id not in walkers(n_frames)
                                             for e in events),
@@ -179,7 +243,8 @@ def run_stack(stack: Stack, faces: dict[str, list[np.ndarray]], n_frames: int, s
 
 def bench(settings, n_frames: int, baseline: bool, latency_walkers: int = 0, sweep: bool = False) -> dict:
     """The whole benchmark (see the module docstring) as a JSON-ready dict; the headline keys are
-    ``frames``, ``detector``, ``detect_ms_p50``, ``embed_ms_p50``, ``frame_ms_p50``, ``fps``,
+    ``frames``, ``detector``, ``detect_ms_p50``, ``embed_ms_p50`` (per face), ``embed_call_ms_p50``
+    (per embedder call of 1-2 faces), ``frame_ms_p50``, ``fps``,
     ``peak_rss_mb``, ``baseline`` ({"fps", "frame_ms_p50"} or None), ``speedup_vs_baseline`` (None
     without the baseline), ``post_latency_ms`` (None when ``latency_walkers`` is 0) and
     ``detection_sweep`` (None unless ``sweep``). Raises
@@ -214,8 +279,9 @@ def headline(runs: dict[str, dict]) -> dict:
     ours = runs["mobilefacenet"]
     stages = ours["stages"]
     base = runs.get("dlib")
-    return {"detect_ms_p50": stages["detect"]["p50_ms"], "embed_ms_p50": stages["embed"]["p50_ms"],
-            "frame_ms_p50": stages["frame"]["p50_ms"], "fps": ours["fps"], "peak_rss_mb": ours["peak_rss_mb"],
+    return {"detect_ms_p50": stages["detect"]["p50_ms"], "embed_ms_p50": stages["embed_face"]["p50_ms"],
+            "embed_call_ms_p50": stages["embed"]["p50_ms"], "frame_ms_p50": stages["frame"]["p50_ms"],
+            "fps": ours["fps"], "peak_rss_mb": ours["peak_rss_mb"],
             "baseline": None if base is None else {"fps": base["fps"], "peak_rss_mb": base["peak_rss_mb"],
                                                    "frame_ms_p50": base["stages"]["frame"]["p50_ms"]},
             "speedup_vs_baseline": None if base is None else round(ours["fps"] / base["fps"], 2)}
@@ -416,13 +482,16 @@ def format_sweep(rows: list[dict]) -> str:
 def format_report(report: dict) -> str:
     """Plain-text figures of :func:`bench`'s report."""
     lines = [f"{report['frames']} frames of {report['frame_size'][0]}x{report['frame_size'][1]}, "
-             f"detector {report['detector']} on the whole frame, {report['threads']} thread(s)"]
+             f"detector {report['detector']} on the whole frame, {report['threads']} thread(s), "
+             "each frame through the kiosk's own step (kiosk.pipeline.FrameStep)"]
     for name, run in report["runs"].items():
         lines.append(f"{name} ({run['method']}): {run['fps']} frames/s end to end, {run['tracks']} tracks, "
-                     f"decisions {run['decisions']} ({run['recognised_not_in_replay']} recognised as someone "
-                     f"not in the replay), peak RSS {run['peak_rss_mb']} MB")
+                     f"{run['embeddings']} faces embedded, decisions {run['decisions']} "
+                     f"({run['recognised_not_in_replay']} recognised as someone not in the replay), "
+                     f"peak RSS {run['peak_rss_mb']} MB")
         for stage, s in run["stages"].items():
-            lines.append(f"  {stage:<8} p50 {s['p50_ms']} ms  p95 {s['p95_ms']} ms  ({s['n']} calls)")
+            lines.append(f"  {stage:<10} p50 {s['p50_ms']} ms  p95 {s['p95_ms']} ms  ({s['n']} samples, "
+                         f"{STAGE_NOTES[stage]})")
     if (conf := report.get("as_configured")) is not None:
         lines.append(f"as configured (detect_roi {conf['detect_roi'] or 'whole frame'}, detect_tiles "
                      f"{conf['detect_tiles']}): {conf['fps']} frames/s, detect p50 {conf['detect_ms_p50']} ms, "

@@ -6,6 +6,7 @@ that, for each frame, detects faces, links them to tracks, embeds the good crops
 (two at a time: the embedder's batch is fixed at 2), matches them against the roster gallery and lets the
 :class:`~kiosk.tracker.Decider` vote. A recognised track calls ``on_decision`` once; its answer picks the
 LED/buzzer signal. :meth:`Pipeline.stop` joins both threads and closes the camera (privacy).
+The work on one frame is :class:`FrameStep`, which ``kiosk bench`` drives too, so it times this path.
 
 Events for the page (``events.publish``): ``status`` at most once a second, ``{"fps", "faces",
 "tracks", "frames", "dropped", "camera" (capture state), "cameraError"}``; ``recognition`` per decided
@@ -46,6 +47,7 @@ Clock = Callable[[], float]
 Decision = TrackEvent  # what on_decision receives: .kind, .track_id, .user_id, .confidence, .at
 EMBED_BATCH = 2  # MobileFaceNet's input batch is fixed at 2
 MAX_BATCHES_PER_FRAME = 2  # at most 4 embeddings per frame; other tracks wait for the next frame
+MAX_MISSED = 5  # frames a track survives without a detection before it ends
 STATUS_EVERY = 1.0  # seconds between two "status" events
 GET_TIMEOUT = 0.5  # seconds the worker waits for a frame before it ticks anyway
 ERROR_PRINT_EVERY = 60.0  # seconds between two stderr lines about failing frames
@@ -105,15 +107,83 @@ class Counters:
     last_frame_at: float | None = None
 
 
+class FrameStep:
+    """One RGB frame through the kiosk's recognition, the same code for :class:`Pipeline`'s worker and
+    ``kiosk bench``: detect and gate (``engine.faces``), track, embed the good crops of the tracks that
+    still want votes (fewest embeddings first, :data:`EMBED_BATCH` per ``engine.embed`` call, at most
+    :data:`MAX_BATCHES_PER_FRAME` calls), match each against ``gallery()``, vote; then the ended tracks'
+    last-chance decisions.
+
+    Each decision goes to ``on_event`` as soon as it is made (so a later failure in the same frame does
+    not lose it). ``counters`` gets ``frames``, ``faces``, ``faces_seen``, ``embeddings`` and ``fps``.
+    ``gallery()`` is read once per embed call: a swapped gallery is used from the next call on.
+    ``clock()`` is read once per frame, after detection. ``match`` is :func:`best_match` (the bench times it).
+    """
+
+    def __init__(self, engine: Any, tracker: IoUTracker, decider: Decider, *, gallery: Callable[[], Gallery],
+                 on_event: Callable[[TrackEvent], None], counters: Counters | None = None,
+                 clock: Clock = time.monotonic, match: Callable[[np.ndarray, Gallery], Any] = best_match):
+        self.engine, self.tracker, self.decider = engine, tracker, decider
+        self.counters = Counters() if counters is None else counters
+        self._gallery, self._on_event, self._clock, self._match = gallery, on_event, clock, match
+
+    @classmethod
+    def for_class(cls, settings: Any, engine: Any, calibration: Calibration, *, clock: Clock = time.monotonic,
+                  **kwargs: Any) -> FrameStep:
+        """The kiosk's step: an :class:`IoUTracker` (``max_missed`` :data:`MAX_MISSED`) and
+        ``Decider.from_settings``, both on ``clock``; ``kwargs`` as for the constructor."""
+        return cls(engine, IoUTracker(max_missed=MAX_MISSED, clock=clock),
+                   Decider.from_settings(settings, calibration, clock=clock), clock=clock, **kwargs)
+
+    def __call__(self, image: np.ndarray) -> None:
+        """Detect, track, embed and vote on one RGB frame."""
+        faces = self.engine.faces(image)
+        now = self._clock()
+        self._count_frame(now, len(faces))
+        quality = {id(det): q for det, q in faces}
+        update = self.tracker.update([det for det, _ in faces], now=now)
+        self.counters.faces_seen += len(update.started)
+        wanted = [(t, d) for t, d in update.matched if self.decider.wants(t) and quality_ok(quality[id(d)])]
+        wanted.sort(key=lambda pair: pair[0].embeddings_used)
+        for start in range(0, min(len(wanted), EMBED_BATCH * MAX_BATCHES_PER_FRAME), EMBED_BATCH):
+            self._embed_and_vote(image, wanted[start:start + EMBED_BATCH], now)
+        for track in update.ended:
+            if (event := self.decider.end(track, now)) is not None:
+                self._on_event(event)
+
+    def _embed_and_vote(self, image: np.ndarray, pairs: Sequence[tuple[Track, Any]], now: float) -> None:
+        vectors = np.asarray(self.engine.embed(image, [det for _, det in pairs]))
+        gallery = self._gallery()
+        self.counters.embeddings += len(pairs)
+        for (track, _), vector in zip(pairs, vectors, strict=True):
+            event = self.decider.observe(track, self._match(vector, gallery), now)
+            if event is not None:
+                self._on_event(event)
+
+    def _count_frame(self, now: float, faces: int) -> None:
+        c = self.counters
+        if c.last_frame_at is not None and now > c.last_frame_at:
+            rate = 1.0 / (now - c.last_frame_at)
+            c.fps = rate if c.fps == 0.0 else 0.9 * c.fps + 0.1 * rate
+        c.last_frame_at, c.frames, c.faces = now, c.frames + 1, faces
+
+
 @dataclasses.dataclass
 class _Run:
     """What one start() .. stop() owns."""
 
     capture: Any
-    tracker: IoUTracker
-    decider: Decider
+    step: FrameStep
     stop: threading.Event
     thread: threading.Thread | None = None
+
+    @property
+    def tracker(self) -> IoUTracker:
+        return self.step.tracker
+
+    @property
+    def decider(self) -> Decider:
+        return self.step.decider
 
 
 class Pipeline:
@@ -160,10 +230,9 @@ class Pipeline:
         with self._lock:
             if self._run is not None:
                 return
-            run = _Run(capture=self._capture_factory(self.source_factory),
-                       tracker=IoUTracker(max_missed=5, clock=self._clock),
-                       decider=Decider.from_settings(self.settings, self.calibration, clock=self._clock),
-                       stop=threading.Event())
+            step = FrameStep.for_class(self.settings, self.engine, self.calibration, clock=self._clock,
+                                       gallery=lambda: self._gallery, on_event=self._handle, counters=self.counters)
+            run = _Run(capture=self._capture_factory(self.source_factory), step=step, stop=threading.Event())
             run.thread = threading.Thread(target=self._loop, args=(run,), name="kiosk-pipeline", daemon=True)
             self.last_tick = self._clock()
             self._run = run
@@ -243,7 +312,7 @@ class Pipeline:
                 self._idle(run)
                 continue
             try:
-                self._process(frame.image, run)
+                run.step(frame.image)
             except Exception as exc:  # one bad frame must not end the class's camera: counted, reported
                 self._frame_failed(exc)
             self._camera_ok()
@@ -267,32 +336,6 @@ class Pipeline:
             self.feedback.clear_error(ERROR_CAMERA)
         self._camera_error_shown = False
 
-    def _process(self, image: np.ndarray, run: _Run) -> None:
-        """Detect, track, embed and vote on one RGB frame."""
-        faces = self.engine.faces(image)
-        now = self._clock()
-        self._count_frame(now, len(faces))
-        quality = {id(det): q for det, q in faces}
-        update = run.tracker.update([det for det, _ in faces], now=now)
-        self.counters.faces_seen += len(update.started)
-        wanted = [(t, d) for t, d in update.matched if run.decider.wants(t) and quality_ok(quality[id(d)])]
-        wanted.sort(key=lambda pair: pair[0].embeddings_used)
-        for start in range(0, min(len(wanted), EMBED_BATCH * MAX_BATCHES_PER_FRAME), EMBED_BATCH):
-            self._embed_and_vote(image, wanted[start:start + EMBED_BATCH], run.decider, now)
-        for track in update.ended:
-            if (event := run.decider.end(track, now)) is not None:
-                self._handle(event)
-
-    def _embed_and_vote(self, image: np.ndarray, pairs: Sequence[tuple[Track, Any]], decider: Decider,
-                        now: float) -> None:
-        vectors = np.asarray(self.engine.embed(image, [det for _, det in pairs]))
-        gallery = self._gallery
-        self.counters.embeddings += len(pairs)
-        for (track, _), vector in zip(pairs, vectors, strict=True):
-            event = decider.observe(track, best_match(vector, gallery), now)
-            if event is not None:
-                self._handle(event)
-
     def _handle(self, event: TrackEvent) -> None:
         """Act on one decision: attendance, LED/buzzer, and a ``recognition`` event for the page."""
         self._count(event)
@@ -314,13 +357,6 @@ class Pipeline:
     def _signal(self, method: str | None) -> None:
         if method is not None and self.feedback is not None:
             getattr(self.feedback, method)()
-
-    def _count_frame(self, now: float, faces: int) -> None:
-        c = self.counters
-        if c.last_frame_at is not None and now > c.last_frame_at:
-            rate = 1.0 / (now - c.last_frame_at)
-            c.fps = rate if c.fps == 0.0 else 0.9 * c.fps + 0.1 * rate
-        c.last_frame_at, c.frames, c.faces = now, c.frames + 1, faces
 
     def _frame_failed(self, exc: Exception) -> None:
         c, now = self.counters, self._clock()

@@ -1,4 +1,5 @@
-"""`kiosk bench`: the replay it composes, and a short real run that prints every figure."""
+"""`kiosk bench`: the replay it composes, that it runs the Pipeline's own per-frame step, and a short
+real run that prints every figure."""
 
 import json
 
@@ -14,14 +15,32 @@ from kiosk.bench import (
     DoorSource,
     Timer,
     _latency_figures,
+    _TimedEngine,
     compose_frames,
     detection_sweep,
     doorway_frame,
     format_sweep,
     headline,
+    replay,
     walkers,
 )
-from tests.helpers import without_dlib
+from kiosk.config import load_settings
+from kiosk.model.calibrate import Stack
+from kiosk.model.engine import Gate
+from kiosk.pipeline import Pipeline
+from tests.helpers import wait_until, without_dlib
+from tests.test_pipeline import (
+    CALIBRATION,
+    ENROLLED,
+    STRANGER,
+    TWO_PEOPLE,
+    FakeEngine,
+    Recorder,
+    ScriptedCapture,
+    gallery,
+    image,
+    walk_past,
+)
 
 
 def fake_faces():
@@ -74,11 +93,13 @@ def test_latency_is_from_first_frame_to_the_post_and_missing_posts_are_counted()
 
 def test_headline_figures_and_the_speed_ratio():
     def run(fps, detect, frame):
-        stage = {"detect": {"p50_ms": detect}, "embed": {"p50_ms": 14.0}, "frame": {"p50_ms": frame}}
+        stage = {"detect": {"p50_ms": detect}, "embed": {"p50_ms": 14.0}, "embed_face": {"p50_ms": 9.0},
+                 "frame": {"p50_ms": frame}}
         return {"fps": fps, "stages": stage, "peak_rss_mb": 120.0}
 
     ours = headline({"mobilefacenet": run(90.0, 5.0, 6.0)})
     assert ours["baseline"] is None and ours["speedup_vs_baseline"] is None
+    assert (ours["embed_ms_p50"], ours["embed_call_ms_p50"]) == (9.0, 14.0)  # per face, per embedder call
     both = headline({"mobilefacenet": run(90.0, 5.0, 6.0), "dlib": run(15.0, 40.0, 45.0)})
     assert both["speedup_vs_baseline"] == 6.0
     assert both["baseline"]["fps"] == 15.0 and both["baseline"]["frame_ms_p50"] == 45.0
@@ -133,3 +154,95 @@ def test_detection_sweep_shows_tiles_and_roi_find_the_small_faces_the_whole_fram
     assert rate[("short", False, 1, 40)] == 0.0
     assert all(r["faces"] == 5 and r["detect_ms_p50"] > 0 for r in rows)
     assert "full + ROI + tiles 2x2" in format_sweep(rows)
+
+
+# --- the bench runs the kiosk's own per-frame step --------------------------------------------------
+def pipeline_decides(settings, engine, frames, roster, calibration=None):
+    """What a running Pipeline decides on ``frames``: its recognition events, counters and decisions."""
+    bus, capture = Recorder(), ScriptedCapture()
+    pipeline = Pipeline(settings, engine=engine, source_factory=lambda: None, on_decision=lambda d: "marked",
+                        events=bus, calibration=calibration, capture_factory=lambda factory: capture)
+    with pipeline:
+        pipeline.start(roster)
+        capture.feed(frames)
+        assert wait_until(lambda: pipeline.counters.frames + pipeline.counters.frame_errors >= len(frames),
+                          timeout=120), "the pipeline stopped processing frames"
+        stats = pipeline.stats()
+    recognitions = [(d["kind"], d["trackId"], d["userId"], d["confidence"]) for n, d in bus.events
+                    if n == "recognition"]
+    return recognitions, stats
+
+
+def bench_decides(events, counters):
+    """The same figures from the bench's replay."""
+    recognitions = [(e.kind, e.track_id, e.user_id, e.confidence) for e in events if e.kind != "undecided"]
+    return recognitions, {"faces_seen": counters.faces_seen, "embeddings": counters.embeddings,
+                          "undecided": sum(e.kind == "undecided" for e in events), "frame_errors": 0}
+
+
+def test_the_bench_replay_decides_what_the_pipeline_decides_on_the_same_frames(tmp_path):
+    settings = load_settings(env={"KIOSK_STATE_DIR": str(tmp_path), "KIOSK_VOTES_NEEDED": "3",
+                                  "KIOSK_MAX_TRACK_EMBEDDINGS": "6"})
+    empty = [image(0)] * 8
+    frames = (walk_past(ENROLLED, 14) + empty + [image(TWO_PEOPLE, 20 + 4 * i) for i in range(10)] + empty
+              + walk_past(STRANGER, 14) + empty + walk_past(STRANGER, 2) + empty)
+    kiosk_engine, bench_engine = FakeEngine(), FakeEngine()
+    expected, stats = pipeline_decides(settings, kiosk_engine, frames, gallery(), CALIBRATION)
+    events, counters = replay(bench_engine, frames, settings, gallery(), CALIBRATION)
+    got, figures = bench_decides(events, counters)
+    assert [kind for kind, *_ in expected] == ["recognised", "recognised", "unknown", "unknown"]
+    assert got == expected
+    assert figures == {key: stats[key] for key in figures}
+    assert figures["undecided"] == 1  # the two-frame pass: too few votes
+    # the same batching: two people in view share one embedder call of 2
+    assert bench_engine.embed_batches == kiosk_engine.embed_batches and 2 in bench_engine.embed_batches
+    assert counters.frames == len(frames)
+
+
+def test_the_timed_engine_times_each_stage_around_the_kiosks_engine():
+    ticks = iter(range(10_000))
+    timer = Timer(clock=lambda: next(ticks) / 1000)  # every reading 1 ms after the one before
+    found = [FakeEngine._det(ENROLLED, 100.0), FakeEngine._det(STRANGER, 300.0)]
+
+    class Detector:
+        def detect(self, frame):
+            return found
+
+    class Embedder:
+        method, dim = "test", 8
+
+        def align(self, frame, det):
+            return np.zeros((112, 112, 3), np.uint8)
+
+        def embed(self, aligned):
+            return np.zeros((len(aligned), 8), np.float32)
+
+    engine = _TimedEngine(Stack("test", Detector(), Embedder()), Gate(min_face_px=0, min_sharpness=0), timer)
+    faces = engine.faces(np.zeros((480, 640, 3), np.uint8))
+    assert [det for det, _ in faces] == found
+    assert engine.embed(np.zeros((480, 640, 3), np.uint8), [det for det, _ in faces]).shape == (2, 8)
+    summary = timer.summary()
+    assert {stage: summary[stage]["n"] for stage in ("detect", "quality", "align", "embed", "embed_face")} == {
+        "detect": 1, "quality": 2, "align": 2, "embed": 1, "embed_face": 2}
+    assert summary["embed_face"]["p50_ms"] == pytest.approx(summary["embed"]["p50_ms"] / 2)
+
+
+@pytest.mark.slow
+def test_the_bench_replay_with_the_real_engine_decides_what_the_pipeline_decides(face_settings, engine, orl):
+    from kiosk.bench import _background, enrol
+    from kiosk.model.match import Calibration
+
+    stack = Stack("mobilefacenet", engine.detector, engine.embedder)  # the session's engine keeps them open
+    roster = enrol(stack, orl)
+    frames = compose_frames(orl, 2 * PASS_FRAMES) + [_background()] * 8
+    expected, stats = pipeline_decides(face_settings, engine, frames, roster)
+    timer = Timer()
+    timed = _TimedEngine(stack, engine.gate, timer)
+    events, counters = replay(timed, frames, face_settings, roster, Calibration.load(engine.method), timer=timer)
+    got, figures = bench_decides(events, counters)
+    assert got == expected and figures == {key: stats[key] for key in figures}
+    assert {user for kind, _, user, _ in got if kind == "recognised"} <= walkers(2 * PASS_FRAMES)
+    assert any(kind == "recognised" for kind, *_ in got), "nobody was recognised: the replay tests nothing"
+    summary = timer.summary()
+    assert summary["frame"]["n"] == summary["detect"]["n"] == len(frames)
+    assert summary["embed_face"]["n"] == counters.embeddings > summary["embed"]["n"] > 0
