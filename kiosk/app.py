@@ -110,6 +110,7 @@ class Kiosk:
         self._retiring: dict[str, Any] = {}
         self._epoch = 0
         self._session: Any = None
+        self._starting = False                  # a start_class is reading the roster (outside the lock)
         self._lesson: LessonInfo | None = None
         self._pipeline: Any = None
         self._seen_version: int | None = None   # the session's vectors_version the pipeline's gallery has
@@ -166,7 +167,7 @@ class Kiosk:
         name = fresh.login(username, password)
         with self._lock:
             same = _same_name(self._teacher_name, name)
-            if self._session is not None and not same and not takeover:
+            if (self._session is not None or self._starting) and not same and not takeover:
                 _discard(fresh)
                 other = self._teacher_name or "another teacher"
                 raise ClassInProgress(f"Teacher {other} is running a class: take over?", teacher=other)
@@ -259,11 +260,14 @@ class Kiosk:
         """
         with self._lock:
             client = self._require_client()
-            if self._session is not None:
+            if self._session is not None or self._starting:
                 raise ClassAlreadyRunning("A class is already running: end it first.")
+            self._starting, epoch = True, self._epoch
+        try:
+            # The university calls run outside the lock: a slow roster must not hold up a logout, a take-over
+            # or the tick loop (those bump the epoch, and a class whose teacher changed meanwhile is dropped).
             slot, lessons = self._find_slot(client, lesson_guid, module_id, teaching_type)
-            now = self.clock()
-            ends_at = ends_at_for(slot, now, grace_minutes=self.settings.grace_minutes,
+            ends_at = ends_at_for(slot, self.clock(), grace_minutes=self.settings.grace_minutes,
                                   max_minutes=self.settings.max_class_minutes)
             session = self._session_factory(
                 client, self.outbox, teacher=client.username, lesson_guid=lesson_guid, class_id=int(class_id),
@@ -274,9 +278,16 @@ class Kiosk:
                 monotonic=self.monotonic, events=self.events)
             session.load_roster()
             lesson = lesson_info(self._find_module(client, module_id), teaching_type, slot, lessons, int(class_id))
-            self._session, self._lesson = session, lesson
-            self._start_pipeline_locked()
-            return self._snapshot(session)
+            with self._lock:
+                if self._epoch != epoch or self._closed:
+                    session.end()
+                    raise LoginRequired("The teacher logged out while the class was starting: log in again.")
+                self._session, self._lesson = session, lesson
+                self._start_pipeline_locked()
+                return self._snapshot(session)
+        finally:
+            with self._lock:
+                self._starting = False
 
     def _find_slot(self, client, lesson_guid, module_id, teaching_type) -> tuple[Any, Any]:
         """(the slot, the LessonsByParams answer) of a class being started; (None, None) when not told."""
@@ -293,7 +304,9 @@ class Kiosk:
             return None
         if int(module_id) not in self._modules_cache:
             with contextlib.suppress(KioskError):
-                self._modules_cache.update({int(m.id): m for m in client.my_modules()})
+                found = {int(m.id): m for m in client.my_modules()}
+                with self._lock:
+                    self._modules_cache.update(found)
         return self._modules_cache.get(int(module_id))
 
     def _snapshot(self, session: Any, lesson: LessonInfo | None = None) -> dict:

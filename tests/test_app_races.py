@@ -314,3 +314,70 @@ def test_an_unexpected_error_is_a_plain_500_without_its_text_on_stderr(web, kios
     assert response.get_json() == {"error": "Something went wrong inside the kiosk."}
     out = capsys.readouterr()
     assert "ValueError" in out.out and "00019880" not in out.out + out.err and "Secret" not in out.out + out.err
+
+
+# --- a slow roster does not hold the control plane ----------------------------------------------
+@pytest.fixture
+def slow_roster(monkeypatch):
+    """ClassSession.load_roster waits for ``release`` (set ``reading`` when it starts): a slow university."""
+    from kiosk.attendance import ClassSession
+
+    gate = SimpleNamespace(reading=threading.Event(), release=threading.Event())
+    original = ClassSession.load_roster
+
+    def load_roster(self):
+        gate.reading.set()
+        assert gate.release.wait(10)
+        return original(self)
+
+    monkeypatch.setattr(ClassSession, "load_roster", load_roster)
+    yield gate
+    gate.release.set()
+
+
+def _start_in_background(kio):
+    outcome = {}
+
+    def run():
+        try:
+            outcome["snapshot"] = kio.start_class(MONDAY_GUID, DEMO_CLASS_ID, DEMO_MODULE_ID, 1)
+        except Exception as exc:  # the test looks at which
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    return thread, outcome
+
+
+def test_a_logout_while_the_roster_loads_is_not_held_up_and_the_class_does_not_start(parts, slow_roster):  # noqa: F811
+    from kiosk.errors import ClassAlreadyRunning, LoginRequired
+
+    kio = parts.kiosk
+    kio.login(*DEMO_LOGIN)
+    thread, outcome = _start_in_background(kio)
+    assert slow_roster.reading.wait(5)
+    with pytest.raises(ClassAlreadyRunning):                    # one class at a time, also while starting
+        kio.start_class(MONDAY_GUID, DEMO_CLASS_ID)
+    assert kio.modules()                                       # the university is still reachable meanwhile
+    done = threading.Event()
+    threading.Thread(target=lambda: (kio.logout(), done.set())).start()
+    assert done.wait(5), "logout waited for the roster"
+    slow_roster.release.set()                                  # the roster arrives after the logout
+    thread.join(10)
+    assert isinstance(outcome.get("error"), LoginRequired) and "snapshot" not in outcome
+    assert kio.session() is None and kio.teacher is None and parts.made == []   # no camera was opened
+
+
+def test_another_teacher_needs_a_takeover_while_a_class_is_starting(parts, slow_roster):  # noqa: F811
+    from kiosk.errors import ClassInProgress
+
+    kio = parts.kiosk
+    kio.login(*DEMO_LOGIN)
+    thread, outcome = _start_in_background(kio)
+    assert slow_roster.reading.wait(5)
+    with pytest.raises(ClassInProgress):
+        kio.login(*OTHER_LOGIN)
+    slow_roster.release.set()
+    thread.join(10)
+    assert outcome["snapshot"]["classId"] == DEMO_CLASS_ID and kio.teacher == DEMO_LOGIN[0]
+    assert kio.session() is not None and len(parts.made) == 1
