@@ -129,9 +129,12 @@ def test_a_kiosk_camera_that_sees_no_face_says_so_and_enrols_nobody(page, sandbo
     use_camera.click()
     expect(dialog.get_by_role("status")).to_contain_text("stand alone in front of the kiosk camera")
     expect(use_camera).to_be_disabled()                               # no second capture while one runs
+    upload = dialog.get_by_role("button", name="Upload photos")
+    expect(upload).to_be_disabled()                                   # nor an upload racing it for the student
     expect(dialog.get_by_role("alert")).to_have_text(NO_FACE, timeout=30_000)   # after the 10 s capture timeout
     expect(dialog.get_by_role("status")).to_have_text("")
     expect(use_camera).to_be_enabled()                                # the teacher can try again
+    expect(upload).to_be_enabled()
     shot(page, "enrol-capture-no-face")
 
     dialog.get_by_role("button", name="Close").click()

@@ -228,12 +228,16 @@ function tellLate(text, ms) {
   if (enrolDialog.open) enrolBusy.textContent = text;
 }
 
-async function enrolWith(action, busyButton, busyText) {
+// Both ways to enrol wait while one runs: two answers for one student at once would each send only their own
+// new vectors (SetEmbedding replaces), so one of them would be lost.
+const enrolButtons = [document.getElementById("enrol-upload"), document.getElementById("enrol-camera")];
+
+async function enrolWith(action, busyText) {
   const who = enrolling;
   const stillOpen = () => enrolling === who && enrolDialog.open;
   enrolError.hidden = true;
   enrolBusy.textContent = busyText;
-  busyButton.disabled = true;
+  for (const button of enrolButtons) button.disabled = true;
   enrolRequests += 1;
   try {
     const result = await action(who);
@@ -245,22 +249,22 @@ async function enrolWith(action, busyButton, busyText) {
   } finally {
     enrolRequests -= 1;
     if (enrolBusy.textContent === busyText) enrolBusy.textContent = "";
-    busyButton.disabled = false;
+    if (!enrolRequests) for (const button of enrolButtons) button.disabled = false;
   }
 }
 
-document.getElementById("enrol-upload").addEventListener("click", (event) => enrolWith(async (who) => {
+document.getElementById("enrol-upload").addEventListener("click", () => enrolWith(async (who) => {
   const files = document.getElementById("enrol-photos").files;
   if (!files.length) throw new Error("Choose or take at least one photo.");
   const form = new FormData();
   form.append("userId", who.userId);
   for (const file of files) form.append("image", file);
   return api("POST", "/api/enroll", form, { form: true });
-}, event.currentTarget, "Checking the photos…"));
+}, "Checking the photos…"));
 
-document.getElementById("enrol-camera").addEventListener("click", (event) => enrolWith(
+document.getElementById("enrol-camera").addEventListener("click", () => enrolWith(
   (who) => api("POST", "/api/enroll/capture", { userId: who.userId }),
-  event.currentTarget, "The student should stand alone in front of the kiosk camera and look at it (up to 10 s)…"));
+  "The student should stand alone in front of the kiosk camera and look at it (up to 10 s)…"));
 
 // --- status -----------------------------------------------------------------------------------
 let statusPending = null;
