@@ -105,6 +105,7 @@ class Kiosk:
         self.monotonic = monotonic
         self._lock = threading.RLock()
         self._engine_lock = threading.Lock()
+        self._store_lock = threading.Lock()       # one enrolment's read-merge-send at a time
         self._client: Any = None
         self._teacher_name: str | None = None   # set at login, cleared at logout: survives lost tokens
         self._retiring: dict[str, Any] = {}
@@ -442,29 +443,32 @@ class Kiosk:
         return self._store_vectors(user_id, vectors)
 
     def _store_vectors(self, user_id: str, new: list[Any]) -> int:
+        """Send ``new`` (plus, during a class, the student's known vectors: SetEmbedding replaces) and use them
+        at once. One enrolment at a time: two at once for one student would each send only their own photos."""
         import numpy as np
 
         from kiosk.model.embedding_format import MAX_VECTORS, encode
 
-        client = self._require_client()
-        session = self._session
-        known = None
-        if session is not None:
-            known = session.gallery().get(user_id)
-        new_arr = np.asarray(new, dtype=np.float32).reshape(len(new), -1)
-        vectors = new_arr if known is None or len(known) == 0 else np.vstack([np.asarray(known), new_arr])
-        vectors = vectors[-MAX_VECTORS:]          # the format's cap: the newest photos win
-        client.set_embedding(user_id, encode(vectors, self.settings.embedding_method),
-                             self.settings.embedding_method)
-        if session is not None:
-            with contextlib.suppress(NotOnRoster):
-                session.set_student_vectors(user_id, vectors)
-            with self._lock:
-                if self._pipeline is not None and self._session is session:
-                    self._seen_version = getattr(session, "vectors_version", None)
-                    self._pipeline.set_gallery(session.gallery())
-        self._publish("enrolled", {"userId": user_id, "vectors": len(vectors)})
-        return len(vectors)
+        with self._store_lock:
+            client = self._require_client()
+            session = self._session
+            known = None
+            if session is not None:
+                known = session.gallery().get(user_id)
+            new_arr = np.asarray(new, dtype=np.float32).reshape(len(new), -1)
+            vectors = new_arr if known is None or len(known) == 0 else np.vstack([np.asarray(known), new_arr])
+            vectors = vectors[-MAX_VECTORS:]          # the format's cap: the newest photos win
+            client.set_embedding(user_id, encode(vectors, self.settings.embedding_method),
+                                 self.settings.embedding_method)
+            if session is not None:
+                with contextlib.suppress(NotOnRoster):
+                    session.set_student_vectors(user_id, vectors)
+                with self._lock:
+                    if self._pipeline is not None and self._session is session:
+                        self._seen_version = getattr(session, "vectors_version", None)
+                        self._pipeline.set_gallery(session.gallery())
+            self._publish("enrolled", {"userId": user_id, "vectors": len(vectors)})
+            return len(vectors)
 
     # --- status --------------------------------------------------------------------------------
     def status(self) -> dict:

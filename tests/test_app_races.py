@@ -381,3 +381,31 @@ def test_another_teacher_needs_a_takeover_while_a_class_is_starting(parts, slow_
     thread.join(10)
     assert outcome["snapshot"]["classId"] == DEMO_CLASS_ID and kio.teacher == DEMO_LOGIN[0]
     assert kio.session() is not None and len(parts.made) == 1
+
+
+def test_two_enrolments_of_one_student_at_once_keep_both_photos(parts, sandbox, monkeypatch):  # noqa: F811
+    from kiosk.model.embedding_format import decode
+    from kiosk.wiut.client import WiutClient
+    from tests.test_web_api import METHOD, png
+
+    kio = parts.kiosk
+    kio.login(*DEMO_LOGIN)
+    snap = kio.start_class(MONDAY_GUID, DEMO_CLASS_ID)
+    user = next(s["userId"] for s in snap["students"] if not s["enrolled"])
+    original = WiutClient.set_embedding
+
+    def slow_set_embedding(self, *args, **kwargs):  # a slow university: the second request arrives meanwhile
+        time.sleep(0.3)
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(WiutClient, "set_embedding", slow_set_embedding)
+    results = []
+    threads = [threading.Thread(target=lambda v=v: results.append(kio.enroll(user, [png(v)]))) for v in (120, 200)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(results) == [1, 2]                           # the second one sent the first one's vector too
+    assert len(kio._session.gallery()[user]) == 2
+    stored = decode(sandbox.state.embedding(user, METHOD), method=METHOD, dim=192)
+    assert stored.shape == (2, 192)                            # the university keeps both photos' vectors
