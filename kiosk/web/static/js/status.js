@@ -47,10 +47,13 @@ function feedbackText(st) {
   return recent.map((f) => `${SIGNALS[f.signal] || f.signal}, ${ago(f.secondsAgo)}`).join("; ") || "none yet";
 }
 
-// "in 58 min" (renewed by itself while the kiosk works), from the ISO time the kiosk gives.
-// When the teacher has to log in again (the university's refresh token runs out; the kiosk renews the
-// short-lived access token by itself until then).
-export function loginText(iso, now = Date.now()) {
+// A banner asks the teacher to log in again this long before the university login runs out: longer than a
+// class, so it shows before one starts rather than in the middle of it.
+const LOGIN_WARN_MINUTES = 180;
+
+// When the teacher has to log in again ("in 40 min", "in 30 days"), from the ISO time the kiosk gives: the
+// university's refresh token runs out then; the kiosk renews the short-lived access token by itself until then.
+function loginText(iso, now = Date.now()) {
   if (!iso) return "–";
   const minutes = Math.round((new Date(iso).getTime() - now) / 60000);
   if (minutes <= 0) return "now: log in again";
@@ -78,6 +81,11 @@ function banners(st) {
   if (st.loginNeeded) {
     out.push(banner("The university no longer accepts your login: marks wait until you log in again.", "bad",
       { href: "/login?again=1", text: "Log in again" }));
+  }
+  const loginLeft = st.loginExpiresAt ? (new Date(st.loginExpiresAt).getTime() - Date.now()) / 60000 : null;
+  if (st.teacher && !st.loginNeeded && loginLeft !== null && loginLeft <= LOGIN_WARN_MINUTES) {
+    out.push(banner(`Your university login runs out ${loginText(st.loginExpiresAt)}: log in again before then `
+      + "so the camera keeps recording.", "warn", { href: "/login?again=1", text: "Log in again" }));
   }
   if (!st.outboxHealthy) {
     out.push(banner(`The university API is not taking marks right now: ${st.pendingPosts} waiting, `
