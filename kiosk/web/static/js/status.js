@@ -53,9 +53,13 @@ const LOGIN_WARN_MINUTES = 180;
 
 // When the teacher has to log in again ("in 40 min", "in 30 days"), from the ISO time the kiosk gives: the
 // university's refresh token runs out then; the kiosk renews the short-lived access token by itself until then.
-function loginText(iso, now = Date.now()) {
+function minutesUntil(iso, now = Date.now()) {
+  return (new Date(iso).getTime() - now) / 60000;
+}
+
+function loginText(iso) {
   if (!iso) return "–";
-  const minutes = Math.round((new Date(iso).getTime() - now) / 60000);
+  const minutes = Math.round(minutesUntil(iso));
   if (minutes <= 0) return "now: log in again";
   if (minutes < 60) return `in ${minutes} min`;
   if (minutes < 48 * 60) return `in ${Math.round(minutes / 60)} h`;
@@ -82,8 +86,7 @@ function banners(st) {
     out.push(banner("The university no longer accepts your login: marks wait until you log in again.", "bad",
       { href: "/login?again=1", text: "Log in again" }));
   }
-  const loginLeft = st.loginExpiresAt ? (new Date(st.loginExpiresAt).getTime() - Date.now()) / 60000 : null;
-  if (st.teacher && !st.loginNeeded && loginLeft !== null && loginLeft <= LOGIN_WARN_MINUTES) {
+  if (st.teacher && !st.loginNeeded && st.loginExpiresAt && minutesUntil(st.loginExpiresAt) <= LOGIN_WARN_MINUTES) {
     out.push(banner(`Your university login runs out ${loginText(st.loginExpiresAt)}: log in again before then `
       + "so the camera keeps recording.", "warn", { href: "/login?again=1", text: "Log in again" }));
   }
